@@ -1,0 +1,75 @@
+"""The ``opseq`` command line: one entry point, one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+
+from opseq import __version__
+from opseq.cli._common import ExitCode
+from opseq.errors import OpseqError
+
+__all__ = ["build_parser", "main"]
+
+_SUBCOMMANDS = ("analyze",)
+
+logger = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="opseq",
+        description="Find the operator sequences that make converted models misbehave.",
+        epilog="Run 'opseq COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument("--version", action="version", version=f"opseq {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for name in _SUBCOMMANDS:
+        importlib.import_module(f"opseq.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (see `ExitCode`)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors
+        return int(e.code or 0)
+    _configure_logging(args)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("opseq: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except OpseqError as e:
+        _report(args, f"opseq: error: {e}")
+        return ExitCode.INPUT
+    except Exception as e:  # anything else is a bug in opseq
+        _report(args, f"opseq: internal error, please report: {type(e).__name__}: {e}")
+        return ExitCode.INTERNAL
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    verbosity = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(
+        max(-1, min(verbosity, 2)), logging.DEBUG
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("opseq: %(levelname)s: %(message)s"))
+    root = logging.getLogger("opseq")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+
+def _report(args: argparse.Namespace, line: str) -> None:
+    if args.debug:
+        traceback.print_exc(file=sys.stderr)
+    print(line, file=sys.stderr)

@@ -1,0 +1,527 @@
+"""ONNX model -> OpGraph: a `networkx.DiGraph` of operator nodes connected by dataflow.
+
+An OpGraph has one node per ONNX operator node, keyed by a stable id (``main/17``: subgraph path
+plus index; ``node.name`` may be empty or repeated). An edge u -> v exists when v consumes a tensor
+that u produces; there is one edge per (producer, consumer) pair, carrying the consumed tensor names
+in ``tensors`` (``Add(x, x)`` is one edge with ``("x", "x")``).
+
+Node attributes: ``label``, ``op_type``, ``domain``, ``name``, ``attributes`` (small values by
+value, tensors and long lists summarised), ``inputs``, ``outputs``, ``output_types`` (one
+`TensorType` or None per output), and ``subgraphs`` (attribute name -> OpGraph) on If/Loop/Scan.
+
+Graph attributes (``G.graph``): ``path``, ``inputs``, ``outputs``, ``input_consumers`` (graph input
+-> ids of the nodes that read it), ``output_producers`` (graph output -> ids of the nodes that
+produce it), ``outer_inputs`` (names a subgraph reads from enclosing scopes), ``ignored`` (label ->
+number of spliced-out nodes), ``topological_order`` and, on the main graph, ``notes`` (non-fatal
+remarks such as a shape-inference failure).
+
+Ignored ops (default ``Constant`` and ``Identity``) are spliced out: the producers of their inputs
+are wired to the consumers of their outputs. A node without inputs, like ``Constant``, thereby
+simply disappears.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import onnx
+from google.protobuf.message import DecodeError
+
+from opseq.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
+from opseq.strip import tensor_nbytes
+
+__all__ = [
+    "DEFAULT_IGNORED_OPS",
+    "MAIN_GRAPH",
+    "TensorType",
+    "build_opgraph",
+    "iter_graphs",
+    "label_of",
+    "load_model",
+]
+
+DEFAULT_IGNORED_OPS: frozenset[str] = frozenset({"Constant", "Identity"})
+MAIN_GRAPH = "main"
+
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_MAX_LIST_BY_VALUE = 64
+_MAX_STRING_BY_VALUE = 256
+# Tensors at least this large are kept out of the shape-inference skeleton (dims and dtype suffice).
+_SKELETON_KEEP_BELOW_BYTES = 4096
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TensorType:
+    """Element type and shape of a tensor, as far as ONNX shape inference can tell.
+
+    ``shape`` is None when the rank is unknown; each dim is an int, a symbolic name, or None.
+    """
+
+    dtype: str
+    shape: tuple[int | str | None, ...] | None
+
+    def to_dict(self) -> dict:
+        """Return a JSON-safe dict."""
+        return {"dtype": self.dtype, "shape": None if self.shape is None else list(self.shape)}
+
+
+def label_of(op_type: str, domain: str) -> str:
+    """Return the label of an op: ``op_type`` in the default domain, else ``domain:op_type``.
+
+    Examples:
+        >>> label_of("Conv", "")
+        'Conv'
+        >>> label_of("FusedMatMul", "com.microsoft")
+        'com.microsoft:FusedMatMul'
+    """
+    return op_type if domain in _DEFAULT_DOMAINS else f"{domain}:{op_type}"
+
+
+def load_model(source: str | os.PathLike[str] | bytes) -> onnx.ModelProto:
+    """Parse an ONNX model without ever loading external tensor data.
+
+    The bytes are parsed in memory, so files the model names (external data) are never opened.
+
+    Args:
+        source: A path to a ``.onnx`` file, or the serialized model.
+
+    Returns:
+        The parsed model.
+
+    Raises:
+        ModelLoadError: If the file is missing or unreadable, or the bytes are not an ONNX model.
+        InvalidModelError: If the model's main graph has no nodes.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        where, data = "<bytes>", bytes(source)
+    else:
+        where, data = str(source), _read_file(Path(source))
+    try:
+        model = onnx.load_model_from_string(data)
+    except (DecodeError, RuntimeError, ValueError) as e:
+        raise ModelLoadError(f"{where}: not an ONNX model, or truncated ({e})") from e
+    _check_model_proto(model, where)
+    return model
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as e:
+        raise ModelLoadError(f"{path}: no such file") from e
+    except IsADirectoryError as e:
+        raise ModelLoadError(f"{path}: is a directory, expected an .onnx file") from e
+    except OSError as e:
+        raise ModelLoadError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _check_model_proto(model: onnx.ModelProto, where: str) -> None:
+    # Protobuf happily parses many byte strings (text, truncated files cut at a field boundary)
+    # into a ModelProto of unknown fields; a real model has an IR version, opsets and a graph.
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise ModelLoadError(f"{where}: not an ONNX model (no graph or IR version)")
+    if not model.opset_import:
+        raise ModelLoadError(f"{where}: not an ONNX model, or truncated (no opset_import)")
+    if not model.graph.node:
+        raise InvalidModelError(f"{where}: the graph is empty (no nodes)")
+
+
+def build_opgraph(
+    model: onnx.ModelProto,
+    *,
+    ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
+    infer_shapes: bool = True,
+) -> nx.DiGraph:
+    """Build the OpGraph of `model`'s main graph, with subgraphs linked to their parent nodes.
+
+    Runs in O(nodes + edges) beyond ONNX shape inference, which sees a skeleton of the model with
+    large tensors reduced to dims and dtype, so it costs the same with or without weights.
+
+    Args:
+        model: The model (not modified). Model-local functions are inlined first.
+        ignore_ops: Labels of ops to splice out.
+        infer_shapes: Annotate outputs with ONNX shape inference; a failure becomes a note.
+
+    Returns:
+        The OpGraph (see the module docstring for its attributes).
+
+    Raises:
+        InvalidModelError: If a node reads an undefined tensor, a tensor has two producers, or the
+            dataflow has a cycle.
+        UnsupportedModelError: If local functions cannot be inlined.
+
+    Examples:
+        >>> from onnx import helper, TensorProto
+        >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+        >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+        >>> nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "r"], ["y"])]
+        >>> g = build_opgraph(helper.make_model(helper.make_graph(nodes, "g", [x], [y])))
+        >>> sorted(g.nodes), g.edges["main/0", "main/1"]["tensors"]
+        (['main/0', 'main/1'], ('r', 'r'))
+    """
+    skeleton = _skeleton(_inline_functions(model))
+    notes: list[str] = []
+    if infer_shapes:
+        skeleton = _infer_shapes(skeleton, notes)
+    graph = _GraphBuilder(frozenset(ignore_ops)).build(skeleton.graph, MAIN_GRAPH, frozenset())
+    graph.graph["notes"] = tuple(notes)
+    return graph
+
+
+def iter_graphs(graph: nx.DiGraph) -> Iterator[nx.DiGraph]:
+    """Yield `graph` and, depth first, every subgraph nested in its nodes."""
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        yield current
+        for _, subgraphs in current.nodes(data="subgraphs"):
+            if subgraphs:
+                stack.extend(reversed(subgraphs.values()))
+
+
+def _inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
+    if not model.functions:
+        return model
+    import onnx.inliner
+
+    try:
+        return onnx.inliner.inline_local_functions(model)
+    except Exception as e:  # the inliner raises bare RuntimeErrors from C++
+        raise UnsupportedModelError(f"cannot inline the model's local functions: {e}") from e
+
+
+def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Copy the model without large tensor data (nor external-data references)."""
+    skeleton = onnx.ModelProto(ir_version=model.ir_version)
+    skeleton.opset_import.extend(model.opset_import)
+    source, target = model.graph, skeleton.graph
+    target.name = source.name
+    target.node.extend(source.node)
+    target.input.extend(source.input)
+    target.output.extend(source.output)
+    target.value_info.extend(source.value_info)
+    for tensor in source.initializer:
+        _copy_tensor_skeleton(tensor, target.initializer.add())
+    for sparse in source.sparse_initializer:
+        _copy_tensor_skeleton(sparse.values, target.initializer.add())
+        target.initializer[-1].dims[:] = sparse.dims
+    return skeleton
+
+
+def _copy_tensor_skeleton(tensor: onnx.TensorProto, target: onnx.TensorProto) -> None:
+    if tensor.data_location != onnx.TensorProto.EXTERNAL and (
+        tensor_nbytes(tensor) < _SKELETON_KEEP_BELOW_BYTES
+    ):
+        target.CopyFrom(tensor)
+        return
+    target.name = tensor.name
+    target.data_type = tensor.data_type
+    target.dims.extend(tensor.dims)
+
+
+def _infer_shapes(skeleton: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+    except Exception as e:  # inference of exotic or future ops may fail in C++; types are optional
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        notes.append(f"shape inference failed, types are partial: {first_line}")
+        return skeleton
+
+
+class _GraphBuilder:
+    """Builds one OpGraph per GraphProto, recursing into subgraphs."""
+
+    def __init__(self, ignore_ops: frozenset[str]) -> None:
+        self.ignore_ops = ignore_ops
+
+    def build(self, proto: onnx.GraphProto, path: str, outer_scope: frozenset[str]) -> nx.DiGraph:
+        constants = {t.name for t in proto.initializer}
+        constants.update(s.values.name for s in proto.sparse_initializer)
+        inputs = tuple(v.name for v in proto.input if v.name not in constants)
+        ids = [f"{path}/{i}" for i in range(len(proto.node))]
+        producer = _producer_map(proto, ids)
+        local = constants | set(inputs) | producer.keys()
+        scope = _Scope(producer=producer, defined=outer_scope | local, inputs=frozenset(inputs))
+        labels = [label_of(n.op_type, n.domain) for n in proto.node]
+        ignored = {i for i, label in enumerate(labels) if label in self.ignore_ops}
+        types = _value_types(proto)
+        graph = nx.DiGraph(path=path, inputs=inputs, outputs=tuple(v.name for v in proto.output))
+        resolver = _Resolver(proto, ids, scope, ignored)
+        outer_reads: set[str] = set()
+        input_consumers: dict[str, list[str]] = {name: [] for name in inputs}
+        for index, node in enumerate(proto.node):
+            node_id = ids[index]
+            subgraphs = self._build_subgraphs(node, node_id, scope.defined)
+            reads = _node_reads(node, node_id, subgraphs, scope)
+            outer_reads.update(name for name in reads if name not in local)
+            if index in ignored:
+                continue
+            graph.add_node(node_id, **_node_attributes(node, labels[index], types, subgraphs))
+            self._connect(graph, node_id, reads, resolver, input_consumers)
+        graph.graph.update(
+            input_consumers={k: tuple(v) for k, v in input_consumers.items()},
+            output_producers=_output_producers(proto, path, resolver, scope),
+            outer_inputs=tuple(sorted(outer_reads)),
+            ignored=_count_labels(labels[i] for i in sorted(ignored)),
+            topological_order=_topological_order(graph, path),
+        )
+        return graph
+
+    def _build_subgraphs(
+        self, node: onnx.NodeProto, node_id: str, visible: frozenset[str] | set[str]
+    ) -> dict[str, nx.DiGraph]:
+        subgraphs = {}
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                subgraphs[attr.name] = self.build(attr.g, f"{node_id}/{attr.name}", frozenset(visible))
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for k, g in enumerate(attr.graphs):
+                    key = f"{attr.name}.{k}"
+                    subgraphs[key] = self.build(g, f"{node_id}/{key}", frozenset(visible))
+        return subgraphs
+
+    @staticmethod
+    def _connect(
+        graph: nx.DiGraph,
+        node_id: str,
+        reads: list[str],
+        resolver: _Resolver,
+        input_consumers: dict[str, list[str]],
+    ) -> None:
+        for name in reads:
+            producers, graph_inputs = resolver.resolve(name)
+            for producer_id in producers:
+                if producer_id == node_id:
+                    raise InvalidModelError(f"graph has a cycle: node {node_id} reads its own output {name!r}")
+                if graph.has_edge(producer_id, node_id):
+                    graph.edges[producer_id, node_id]["tensors"] += (name,)
+                else:
+                    graph.add_edge(producer_id, node_id, tensors=(name,))
+            for input_name in graph_inputs:
+                consumers = input_consumers[input_name]
+                if not consumers or consumers[-1] != node_id:
+                    consumers.append(node_id)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    producer: dict[str, int]
+    defined: frozenset[str] | set[str]
+    inputs: frozenset[str]
+
+
+def _producer_map(proto: onnx.GraphProto, ids: list[str]) -> dict[str, int]:
+    producer: dict[str, int] = {}
+    for index, node in enumerate(proto.node):
+        for name in node.output:
+            if not name:
+                continue
+            if name in producer:
+                first = ids[producer[name]]
+                raise InvalidModelError(f"tensor {name!r} is produced by both {first} and {ids[index]}")
+            producer[name] = index
+    return producer
+
+
+def _node_reads(
+    node: onnx.NodeProto, node_id: str, subgraphs: dict[str, nx.DiGraph], scope: _Scope
+) -> list[str]:
+    """Names the node reads: its inputs, then what its subgraphs read from enclosing scopes."""
+    reads = [name for name in node.input if name]
+    for name in reads:
+        if name not in scope.defined:
+            raise InvalidModelError(f"node {node_id} ({node.op_type}) reads undefined tensor {name!r}")
+    for subgraph in subgraphs.values():
+        reads.extend(subgraph.graph["outer_inputs"])
+    return reads
+
+
+class _Resolver:
+    """Maps a tensor name to the real (not ignored) nodes and graph inputs it comes from."""
+
+    def __init__(self, proto: onnx.GraphProto, ids: list[str], scope: _Scope, ignored: set[int]):
+        self.proto, self.ids, self.scope, self.ignored = proto, ids, scope, ignored
+        self.cache: dict[str, object] = {}
+
+    def resolve(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Return (producer ids, graph input names) that `name` carries data from."""
+        # Iterative depth-first resolution: chains of thousands of ignored nodes must not hit the
+        # recursion limit, and a cycle of ignored nodes must become an error, not a hang.
+        stack = [name]
+        while stack:
+            top = stack[-1]
+            state = self.cache.get(top)
+            if state is not None and state is not _IN_PROGRESS:
+                stack.pop()
+                continue
+            index = self.scope.producer.get(top)
+            if index is None or index not in self.ignored:
+                self.cache[top] = self._direct(top, index)
+                stack.pop()
+                continue
+            sources = [s for s in self.proto.node[index].input if s]
+            if state is _IN_PROGRESS:
+                self.cache[top] = self._merge(sources)
+                stack.pop()
+                continue
+            if any(self.cache.get(s) is _IN_PROGRESS for s in sources):
+                raise InvalidModelError(f"graph has a cycle through ignored node {self.ids[index]}")
+            self.cache[top] = _IN_PROGRESS
+            stack.extend(s for s in sources if s not in self.cache)
+        return self.cache[name]  # type: ignore[return-value]
+
+    def _direct(self, name: str, index: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        if index is not None:
+            return (self.ids[index],), ()
+        return (), ((name,) if name in self.scope.inputs else ())
+
+    def _merge(self, sources: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        producers: dict[str, None] = {}
+        graph_inputs: dict[str, None] = {}
+        for source in sources:
+            upstream, upstream_inputs = self.cache[source]  # type: ignore[misc]
+            producers.update(dict.fromkeys(upstream))
+            graph_inputs.update(dict.fromkeys(upstream_inputs))
+        return tuple(producers), tuple(graph_inputs)
+
+
+_IN_PROGRESS = object()
+
+
+def _output_producers(
+    proto: onnx.GraphProto, path: str, resolver: _Resolver, scope: _Scope
+) -> dict[str, tuple[str, ...]]:
+    producers = {}
+    for output in proto.output:
+        if output.name not in scope.defined:
+            raise InvalidModelError(f"graph {path}: output {output.name!r} is never produced")
+        producers[output.name] = resolver.resolve(output.name)[0]
+    return producers
+
+
+def _topological_order(graph: nx.DiGraph, path: str) -> tuple[str, ...]:
+    indegree = {node: degree for node, degree in graph.in_degree()}
+    ready = [node for node, degree in indegree.items() if degree == 0]
+    order = []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for successor in graph.successors(node):
+            indegree[successor] -= 1
+            if indegree[successor] == 0:
+                ready.append(successor)
+    if len(order) != len(indegree):
+        cycle = nx.find_cycle(graph.subgraph(n for n, d in indegree.items() if d > 0))
+        described = " -> ".join(f"{u} ({graph.nodes[u]['op_type']})" for u, _ in cycle)
+        raise InvalidModelError(f"graph {path} has a cycle: {described} -> {cycle[0][0]}")
+    return tuple(order)
+
+
+def _count_labels(labels: Iterable[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def _node_attributes(
+    node: onnx.NodeProto,
+    label: str,
+    types: dict[str, TensorType],
+    subgraphs: dict[str, nx.DiGraph],
+) -> dict:
+    attributes = {
+        "label": label,
+        "op_type": node.op_type,
+        "domain": node.domain,
+        "name": node.name,
+        "attributes": {a.name: _attribute_value(a) for a in node.attribute},
+        "inputs": tuple(node.input),
+        "outputs": tuple(node.output),
+        "output_types": tuple(types.get(name) for name in node.output),
+    }
+    if subgraphs:
+        attributes["subgraphs"] = subgraphs
+    return attributes
+
+
+def _value_types(proto: onnx.GraphProto) -> dict[str, TensorType]:
+    types = {}
+    for value_infos in (proto.input, proto.value_info, proto.output):
+        for info in value_infos:
+            tensor_type = _tensor_type(info.type)
+            if tensor_type is not None:
+                types[info.name] = tensor_type
+    return types
+
+
+def _tensor_type(type_proto: onnx.TypeProto) -> TensorType | None:
+    if type_proto.WhichOneof("value") != "tensor_type":
+        return None
+    tensor = type_proto.tensor_type
+    if not tensor.elem_type:
+        return None
+    shape = None
+    if tensor.HasField("shape"):
+        shape = tuple(_dim_value(d) for d in tensor.shape.dim)
+    return TensorType(dtype=_dtype_name(tensor.elem_type), shape=shape)
+
+
+def _dim_value(dim: onnx.TensorShapeProto.Dimension) -> int | str | None:
+    kind = dim.WhichOneof("value")
+    if kind == "dim_value":
+        return dim.dim_value
+    if kind == "dim_param":
+        return dim.dim_param
+    return None
+
+
+def _dtype_name(elem_type: int) -> str:
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type in _DTYPE_NAMES else str(elem_type)
+
+
+_DTYPE_NAMES = frozenset(onnx.TensorProto.DataType.values())
+
+
+def _attribute_value(attr: onnx.AttributeProto):
+    """Small attribute values by value; tensors, graphs and long lists summarised."""
+    kind = attr.type
+    if kind == onnx.AttributeProto.INT:
+        return attr.i
+    if kind == onnx.AttributeProto.FLOAT:
+        return _json_float(attr.f)
+    if kind == onnx.AttributeProto.STRING:
+        return _short_string(attr.s)
+    if kind == onnx.AttributeProto.INTS:
+        return _short_list(attr.ints)
+    if kind == onnx.AttributeProto.FLOATS:
+        return _short_list([_json_float(f) for f in attr.floats])
+    if kind == onnx.AttributeProto.STRINGS:
+        return _short_list([_short_string(s) for s in attr.strings])
+    if kind == onnx.AttributeProto.TENSOR:
+        return {"tensor": {"dtype": _dtype_name(attr.t.data_type), "dims": list(attr.t.dims)}}
+    if kind in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
+        return {"graph": attr.name}
+    return {"type": onnx.AttributeProto.AttributeType.Name(kind)}
+
+
+def _json_float(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+def _short_string(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace")
+    return text if len(text) <= _MAX_STRING_BY_VALUE else f"{text[:_MAX_STRING_BY_VALUE]}..."
+
+
+def _short_list(values) -> list | dict:
+    values = list(values)
+    return values if len(values) <= _MAX_LIST_BY_VALUE else {"length": len(values)}

@@ -1,0 +1,110 @@
+"""Human-readable text for analysis results (JSON comes from each result's ``to_dict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from opseq.analysis import CorpusSummary, ModelAnalysis
+from opseq.ngrams import Ngram
+
+__all__ = ["format_corpus_summary", "format_model_analysis", "format_ngram", "format_size"]
+
+_ARROW = " > "
+_LONGEST_PATH_HEAD, _LONGEST_PATH_TAIL = 8, 4
+
+
+def format_ngram(ngram: Ngram) -> str:
+    """Join labels with an arrow.
+
+    Examples:
+        >>> format_ngram(("Conv", "Relu"))
+        'Conv > Relu'
+    """
+    return _ARROW.join(ngram)
+
+
+def format_size(size: int | None) -> str:
+    """Format a byte count with a binary unit.
+
+    Examples:
+        >>> format_size(1536)
+        '1.5 KiB'
+    """
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def format_model_analysis(analysis: ModelAnalysis, *, top: int | None = 10) -> str:
+    """Render one model: summary, op histogram and the top n-grams per length."""
+    lines = [analysis.info.path, *_summary_lines(analysis), ""]
+    lines.append("  op histogram")
+    lines.extend(_count_table(sorted(analysis.op_histogram.items(), key=lambda i: (-i[1], i[0]))))
+    for n in range(analysis.ngrams.n_min, analysis.ngrams.n_max + 1):
+        ranked = analysis.ngrams.most_common(n, top)
+        heading = f"top {len(ranked)} {n}-grams" if top else f"all {n}-grams"
+        lines.extend(["", f"  {heading} (count = node paths realising it)"])
+        lines.extend(_count_table((format_ngram(g), c) for g, c in ranked) or ["    (none)"])
+    return "\n".join(lines) + "\n"
+
+
+def _summary_lines(analysis: ModelAnalysis) -> list[str]:
+    info = analysis.info
+    opsets = ", ".join(f"{domain} {version}" for domain, version in sorted(info.opset_imports.items()))
+    producer = f"{info.producer_name} {info.producer_version}".strip() or "(unknown)"
+    file_line = format_size(info.file_size) + (", structure only" if info.structure_only else "")
+    rows = [
+        ("file", file_line),
+        ("producer", f"{producer}; IR version {info.ir_version}; opsets {opsets}"),
+        ("graph", f"{analysis.nodes} nodes, {analysis.edges} edges, {len(analysis.op_histogram)} distinct ops, "
+                  f"{len(analysis.subgraphs)} subgraphs"),
+        ("inputs", _names(analysis.inputs)),
+        ("outputs", _names(analysis.outputs)),
+        ("paths", f"{analysis.path_count:,} input->output paths"),
+        ("longest path", _longest_path(analysis.longest_path)),
+    ]
+    if analysis.ignored:
+        rows.append(("ignored", ", ".join(f"{op} {c}" for op, c in sorted(analysis.ignored.items()))))
+    rows.extend(("subgraph", f"{s.path} ({s.parent_op}): {s.nodes} nodes, {s.path_count:,} paths")
+                for s in analysis.subgraphs)
+    rows.extend(("note", note) for note in analysis.notes)
+    return [f"  {key:<13}{value}" for key, value in rows]
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:6])
+    return f"{len(names)}: {shown}" + (", ..." if len(names) > 6 else "") if names else "0"
+
+
+def _longest_path(labels: Sequence[str]) -> str:
+    if len(labels) <= _LONGEST_PATH_HEAD + _LONGEST_PATH_TAIL:
+        shown = format_ngram(tuple(labels))
+    else:
+        head, tail = labels[:_LONGEST_PATH_HEAD], labels[-_LONGEST_PATH_TAIL:]
+        shown = f"{format_ngram(tuple(head))} > ... > {format_ngram(tuple(tail))}"
+    return f"{len(labels)} ops: {shown}"
+
+
+def _count_table(rows: Iterable[tuple[str, int]]) -> list[str]:
+    rows = list(rows)
+    width = max((len(f"{count:,}") for _, count in rows), default=1)
+    return [f"    {count:>{width},}  {text}" for text, count in rows]
+
+
+def format_corpus_summary(summary: CorpusSummary, *, failed: int = 0) -> str:
+    """Render the aggregate of several models."""
+    lines = [f"corpus: {summary.models} models analysed" + (f", {failed} failed" if failed else "")]
+    lines.append(f"  distinct ops      {len(summary.distinct_ops)}")
+    lines.append(f"  in every model    {', '.join(summary.ops_in_every_model) or '(none)'}")
+    per_length = ", ".join(f"{n}-grams {count:,}" for n, count in summary.distinct_ngrams.items())
+    lines.append(f"  distinct n-grams  {per_length}")
+    for n, shared in summary.shared_ngrams.items():
+        lines.extend(["", f"  {n}-grams shared by most models (models containing it)"])
+        width = len(f"{summary.models}/{summary.models}")
+        lines.extend(f"    {f'{count}/{summary.models}':>{width}}  {format_ngram(g)}" for g, count in shared)
+    return "\n".join(lines) + "\n"
