@@ -16,6 +16,7 @@ from pathlib import Path
 import networkx as nx
 import onnx
 
+from opseq.errors import InvalidModelError, UnsupportedModelError
 from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs, load_model
 from opseq.ngrams import Ngram, NgramCounts, count_paths, longest_path, mine_ngrams
 from opseq.strip import is_structure_only
@@ -35,8 +36,15 @@ SCHEMA_VERSION = 1
 
 # Domains that runtimes and exporters define outside onnx's own schema registry.
 _KNOWN_EXTERNAL_DOMAINS = frozenset(
-    {"com.microsoft", "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.contrib",
-     "pkg.onnxscript.torch_lib", "pkg.onnxscript.torch_lib.common", "pkg.torch.onnx"}
+    {
+        "com.microsoft",
+        "com.microsoft.nchwc",
+        "com.microsoft.experimental",
+        "ai.onnx.contrib",
+        "pkg.onnxscript.torch_lib",
+        "pkg.onnxscript.torch_lib.common",
+        "pkg.torch.onnx",
+    }
 )
 
 
@@ -186,8 +194,15 @@ def analyze_model(
         InvalidModelError: If its dataflow is invalid (undefined tensor, cycle, empty graph).
     """
     model = load_model(source)
-    graph = build_opgraph(model, ignore_ops=ignore_ops, infer_shapes=infer_shapes)
+    try:
+        graph = build_opgraph(model, ignore_ops=ignore_ops, infer_shapes=infer_shapes)
+    except (InvalidModelError, UnsupportedModelError) as e:
+        raise type(e)(f"{_describe_source(source)}: {e}") from e
     return summarize_graph(graph, model, source=source, n=n)
+
+
+def _describe_source(source: str | os.PathLike[str] | bytes) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
 
 
 def summarize_graph(
@@ -251,10 +266,12 @@ def _most_common(counts: Mapping) -> list[tuple]:
 
 
 def _model_info(model: onnx.ModelProto, source: str | os.PathLike[str] | bytes) -> ModelInfo:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        path, size = "<bytes>", len(source)
-    else:
-        path, size = str(source), Path(source).stat().st_size
+    path = _describe_source(source)
+    size = (
+        len(source)
+        if isinstance(source, (bytes, bytearray, memoryview))
+        else Path(source).stat().st_size
+    )
     return ModelInfo(
         path=path,
         file_size=size,
@@ -294,9 +311,14 @@ def _model_notes(model: onnx.ModelProto, graphs: list[nx.DiGraph]) -> list[str]:
             notes.append(f"unknown domain {domain!r} ({count} nodes): analysed, not validated")
     notes.extend(_future_opset_notes(model))
     if model.ir_version > onnx.IR_VERSION:
-        notes.append(f"IR version {model.ir_version} is newer than onnx {onnx.__version__} knows ({onnx.IR_VERSION})")
+        notes.append(
+            f"IR version {model.ir_version} is newer than onnx {onnx.__version__} knows "
+            f"({onnx.IR_VERSION})"
+        )
     if _has_external_data(model):
-        notes.append("model references external tensor data: analysed from structure, files not opened")
+        notes.append(
+            "model references external tensor data: analysed from structure, files not opened"
+        )
     if is_structure_only(model):
         notes.append("structure-only model (weights stripped by opseq): not runnable")
     return notes
@@ -314,7 +336,8 @@ def _onnx_domains() -> frozenset[str]:
 def _future_opset_notes(model: onnx.ModelProto) -> list[str]:
     latest = onnx.defs.onnx_opset_version()
     return [
-        f"opset {op.version} of the default domain is newer than onnx {onnx.__version__} knows ({latest})"
+        f"opset {op.version} of the default domain is newer than onnx {onnx.__version__} "
+        f"knows ({latest})"
         for op in model.opset_import
         if op.domain in ("", "ai.onnx") and op.version > latest
     ]

@@ -3,7 +3,9 @@
 An OpGraph has one node per ONNX operator node, keyed by a stable id (``main/17``: subgraph path
 plus index; ``node.name`` may be empty or repeated). An edge u -> v exists when v consumes a tensor
 that u produces; there is one edge per (producer, consumer) pair, carrying the consumed tensor names
-in ``tensors`` (``Add(x, x)`` is one edge with ``("x", "x")``).
+in ``tensors`` (``Add(x, x)`` is one edge with ``("x", "x")``). A node whose subgraphs read
+tensors of an enclosing graph (implicit inputs) gets edges from their producers too, each such
+tensor listed once after the explicit inputs.
 
 Node attributes: ``label``, ``op_type``, ``domain``, ``name``, ``attributes`` (small values by
 value, tensors and long lists summarised), ``inputs``, ``outputs``, ``output_types`` (one
@@ -159,7 +161,8 @@ def build_opgraph(
         >>> from onnx import helper, TensorProto
         >>> x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
         >>> y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
-        >>> nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Add", ["r", "r"], ["y"])]
+        >>> relu = helper.make_node("Relu", ["x"], ["r"])
+        >>> nodes = [relu, helper.make_node("Add", ["r", "r"], ["y"])]
         >>> g = build_opgraph(helper.make_model(helper.make_graph(nodes, "g", [x], [y])))
         >>> sorted(g.nodes), g.edges["main/0", "main/1"]["tensors"]
         (['main/0', 'main/1'], ('r', 'r'))
@@ -226,7 +229,9 @@ def _copy_tensor_skeleton(tensor: onnx.TensorProto, target: onnx.TensorProto) ->
 
 def _infer_shapes(skeleton: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     try:
-        return onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=True)
+        # No data propagation: it materialises values of 1-D tensors, and a crafted model can make
+        # it allocate without bound (a 60-step doubling Concat exhausts memory).
+        return onnx.shape_inference.infer_shapes(skeleton, strict_mode=False, data_prop=False)
     except Exception as e:  # inference of exotic or future ops may fail in C++; types are optional
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         notes.append(f"shape inference failed, types are partial: {first_line}")
@@ -278,7 +283,9 @@ class _GraphBuilder:
         subgraphs = {}
         for attr in node.attribute:
             if attr.type == onnx.AttributeProto.GRAPH:
-                subgraphs[attr.name] = self.build(attr.g, f"{node_id}/{attr.name}", frozenset(visible))
+                subgraphs[attr.name] = self.build(
+                    attr.g, f"{node_id}/{attr.name}", frozenset(visible)
+                )
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for k, g in enumerate(attr.graphs):
                     key = f"{attr.name}.{k}"
@@ -297,7 +304,9 @@ class _GraphBuilder:
             producers, graph_inputs = resolver.resolve(name)
             for producer_id in producers:
                 if producer_id == node_id:
-                    raise InvalidModelError(f"graph has a cycle: node {node_id} reads its own output {name!r}")
+                    raise InvalidModelError(
+                        f"graph has a cycle: node {node_id} reads its own output {name!r}"
+                    )
                 if graph.has_edge(producer_id, node_id):
                     graph.edges[producer_id, node_id]["tensors"] += (name,)
                 else:
@@ -323,7 +332,9 @@ def _producer_map(proto: onnx.GraphProto, ids: list[str]) -> dict[str, int]:
                 continue
             if name in producer:
                 first = ids[producer[name]]
-                raise InvalidModelError(f"tensor {name!r} is produced by both {first} and {ids[index]}")
+                raise InvalidModelError(
+                    f"tensor {name!r} is produced by both {first} and {ids[index]}"
+                )
             producer[name] = index
     return producer
 
@@ -331,13 +342,15 @@ def _producer_map(proto: onnx.GraphProto, ids: list[str]) -> dict[str, int]:
 def _node_reads(
     node: onnx.NodeProto, node_id: str, subgraphs: dict[str, nx.DiGraph], scope: _Scope
 ) -> list[str]:
-    """Names the node reads: its inputs, then what its subgraphs read from enclosing scopes."""
+    """Names the node reads: inputs (repeats kept), then its subgraphs' outer reads (once each)."""
     reads = [name for name in node.input if name]
     for name in reads:
         if name not in scope.defined:
-            raise InvalidModelError(f"node {node_id} ({node.op_type}) reads undefined tensor {name!r}")
-    for subgraph in subgraphs.values():
-        reads.extend(subgraph.graph["outer_inputs"])
+            raise InvalidModelError(
+                f"node {node_id} ({node.op_type}) reads undefined tensor {name!r}"
+            )
+    implicit = dict.fromkeys(name for g in subgraphs.values() for name in g.graph["outer_inputs"])
+    reads.extend(implicit)
     return reads
 
 
@@ -485,7 +498,11 @@ def _dtype_name(elem_type: int) -> str:
     try:
         return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
     except (KeyError, TypeError, ValueError):
-        return onnx.TensorProto.DataType.Name(elem_type).lower() if elem_type in _DTYPE_NAMES else str(elem_type)
+        return (
+            onnx.TensorProto.DataType.Name(elem_type).lower()
+            if elem_type in _DTYPE_NAMES
+            else str(elem_type)
+        )
 
 
 _DTYPE_NAMES = frozenset(onnx.TensorProto.DataType.values())

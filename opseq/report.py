@@ -55,23 +55,33 @@ def format_model_analysis(analysis: ModelAnalysis, *, top: int | None = 10) -> s
 
 def _summary_lines(analysis: ModelAnalysis) -> list[str]:
     info = analysis.info
-    opsets = ", ".join(f"{domain} {version}" for domain, version in sorted(info.opset_imports.items()))
+    opsets = ", ".join(
+        f"{domain} {version}" for domain, version in sorted(info.opset_imports.items())
+    )
     producer = f"{info.producer_name} {info.producer_version}".strip() or "(unknown)"
     file_line = format_size(info.file_size) + (", structure only" if info.structure_only else "")
     rows = [
         ("file", file_line),
         ("producer", f"{producer}; IR version {info.ir_version}; opsets {opsets}"),
-        ("graph", f"{analysis.nodes} nodes, {analysis.edges} edges, {len(analysis.op_histogram)} distinct ops, "
-                  f"{len(analysis.subgraphs)} subgraphs"),
+        (
+            "graph",
+            f"{analysis.nodes} nodes, {analysis.edges} edges, "
+            f"{len(analysis.op_histogram)} distinct ops, "
+            f"{len(analysis.subgraphs)} subgraphs",
+        ),
         ("inputs", _names(analysis.inputs)),
         ("outputs", _names(analysis.outputs)),
         ("paths", f"{analysis.path_count:,} input->output paths"),
         ("longest path", _longest_path(analysis.longest_path)),
     ]
     if analysis.ignored:
-        rows.append(("ignored", ", ".join(f"{op} {c}" for op, c in sorted(analysis.ignored.items()))))
-    rows.extend(("subgraph", f"{s.path} ({s.parent_op}): {s.nodes} nodes, {s.path_count:,} paths")
-                for s in analysis.subgraphs)
+        rows.append(
+            ("ignored", ", ".join(f"{op} {c}" for op, c in sorted(analysis.ignored.items())))
+        )
+    rows.extend(
+        ("subgraph", f"{s.path} ({s.parent_op}): {s.nodes} nodes, {s.path_count:,} paths")
+        for s in analysis.subgraphs
+    )
     rows.extend(("note", note) for note in analysis.notes)
     return [f"  {key:<13}{value}" for key, value in rows]
 
@@ -106,5 +116,7 @@ def format_corpus_summary(summary: CorpusSummary, *, failed: int = 0) -> str:
     for n, shared in summary.shared_ngrams.items():
         lines.extend(["", f"  {n}-grams shared by most models (models containing it)"])
         width = len(f"{summary.models}/{summary.models}")
-        lines.extend(f"    {f'{count}/{summary.models}':>{width}}  {format_ngram(g)}" for g, count in shared)
+        lines.extend(
+            f"    {f'{count}/{summary.models}':>{width}}  {format_ngram(g)}" for g, count in shared
+        )
     return "\n".join(lines) + "\n"

@@ -29,12 +29,14 @@ _DATA_FIELDS = (
 )
 
 
-def strip_weights(model: onnx.ModelProto, *, keep_below_bytes: int = _KEEP_BELOW_BYTES) -> onnx.ModelProto:
+def strip_weights(
+    model: onnx.ModelProto, *, keep_below_bytes: int = _KEEP_BELOW_BYTES
+) -> onnx.ModelProto:
     """Return a copy of `model` whose large tensors have dims and dtype but no data.
 
-    Initializers, sparse initializers, ``Constant`` values and tensor attributes in every subgraph and
-    local function are stripped when their data takes at least `keep_below_bytes` bytes. External
-    data references are removed too, so the copy never points at files.
+    Initializers, sparse initializers, ``Constant`` values and tensor attributes in every subgraph
+    and local function are stripped when their data takes at least `keep_below_bytes` bytes.
+    External data references are removed too, so the copy never points at files.
 
     Args:
         model: The model; it is not modified.
@@ -46,7 +48,10 @@ def strip_weights(model: onnx.ModelProto, *, keep_below_bytes: int = _KEEP_BELOW
     stripped = onnx.ModelProto()
     stripped.CopyFrom(model)
     for tensor in _iter_tensors(stripped):
-        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor_nbytes(tensor) >= keep_below_bytes:
+        if (
+            tensor.data_location == onnx.TensorProto.EXTERNAL
+            or tensor_nbytes(tensor) >= keep_below_bytes
+        ):
             _clear_data(tensor)
     _set_metadata(stripped, STRUCTURE_ONLY_KEY, "true")
     return stripped

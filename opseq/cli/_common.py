@@ -34,18 +34,32 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130
 
 
-def add_output_args(parser: argparse.ArgumentParser, formats: tuple[str, ...] = ("text", "json")) -> None:
+def add_output_args(
+    parser: argparse.ArgumentParser, formats: tuple[str, ...] = ("text", "json")
+) -> None:
     """Add ``--format`` and ``-o/--output``."""
     group = parser.add_argument_group("output")
-    group.add_argument("--format", choices=formats, default=formats[0], help="output format (default: %(default)s)")
-    group.add_argument("-o", "--output", type=Path, metavar="FILE", help="write the result to FILE instead of stdout")
+    group.add_argument(
+        "--format", choices=formats, default=formats[0], help="output format (default: %(default)s)"
+    )
+    group.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the result to FILE instead of stdout",
+    )
 
 
 def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     """Add ``-v/--verbose`` and ``-q/--quiet`` (which also hides progress bars)."""
     group = parser.add_argument_group("logging")
-    group.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
-    group.add_argument("-q", "--quiet", action="count", default=0, help="less log output, no progress bar")
+    group.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output on stderr"
+    )
+    group.add_argument(
+        "-q", "--quiet", action="count", default=0, help="less log output, no progress bar"
+    )
 
 
 def comma_list(text: str) -> frozenset[str]:

@@ -4,7 +4,7 @@ Accepts files and directories (searched recursively for *.onnx). External tensor
 read. With several models, a corpus summary follows the per-model reports; models that cannot be
 analysed are reported on stderr and the command exits 1 (2 if none could be analysed).
 
-example:
+Example:
   opseq analyze corpus/examples/resnet_torch.onnx --n 2..4 --top 5
   opseq analyze corpus/ --format jsonl -o analyses.jsonl --jobs 2
 """
@@ -50,18 +50,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL", help=".onnx files or directories")
-    parser.add_argument("--n", type=_ngram_range, default=(2, 4), metavar="N|LO..HI",
-                        help="n-gram lengths (default: 2..4; 1-grams are the op histogram)")
-    parser.add_argument("--top", type=_non_negative, default=10, metavar="K",
-                        help="n-grams shown per length, most frequent first; 0 = all (default: 10)")
-    parser.add_argument("--ignore", type=comma_list, default=DEFAULT_IGNORED_OPS, metavar="OPS",
-                        help="comma-separated op labels spliced out of the graph "
-                             "(default: Constant,Identity; '' keeps every op)")
-    parser.add_argument("--no-shapes", dest="infer_shapes", action="store_false",
-                        help="skip ONNX shape inference (output types stay as the file states)")
-    parser.add_argument("--jobs", type=_non_negative, default=0, metavar="J",
-                        help="worker processes; 0 = one per core when there are many models (default)")
+    parser.add_argument(
+        "models", nargs="+", type=Path, metavar="MODEL", help=".onnx files or directories"
+    )
+    parser.add_argument(
+        "--n",
+        type=_ngram_range,
+        default=(2, 4),
+        metavar="N|LO..HI",
+        help="n-gram lengths (default: 2..4; 1-grams are the op histogram)",
+    )
+    parser.add_argument(
+        "--top",
+        type=_non_negative,
+        default=10,
+        metavar="K",
+        help="n-grams shown per length, most frequent first; 0 = all (default: 10)",
+    )
+    parser.add_argument(
+        "--ignore",
+        type=comma_list,
+        default=DEFAULT_IGNORED_OPS,
+        metavar="OPS",
+        help="comma-separated op labels spliced out of the graph "
+        "(default: Constant,Identity; '' keeps every op)",
+    )
+    parser.add_argument(
+        "--no-shapes",
+        dest="infer_shapes",
+        action="store_false",
+        help="skip ONNX shape inference (output types stay as the file states)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=_non_negative,
+        default=0,
+        metavar="J",
+        help="worker processes; 0 = one per core when there are many models (default)",
+    )
     add_output_args(parser, formats=("text", "json", "jsonl"))
     add_verbosity_args(parser)
     parser.set_defaults(run=run)
@@ -75,7 +101,9 @@ def run(args: argparse.Namespace) -> ExitCode:
     interrupted = False
     with open_output(args.output) as out:
         try:
-            for outcome in progress(_analyze_all(paths, args), total=len(paths), quiet=bool(args.quiet)):
+            for outcome in progress(
+                _analyze_all(paths, args), total=len(paths), quiet=bool(args.quiet)
+            ):
                 if isinstance(outcome, _Failure):
                     failures.append(outcome)
                     print(f"opseq: error: {outcome.message}", file=sys.stderr)
@@ -109,12 +137,16 @@ def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
         if given.is_dir():
             found = sorted(p for p in given.rglob("*.onnx") if p.is_file())
             if not found:
-                failures.append(_Failure(path=str(given), message=f"{given}: no .onnx files in this directory"))
+                failures.append(
+                    _Failure(path=str(given), message=f"{given}: no .onnx files in this directory")
+                )
             paths.extend(found)
         elif given.exists():
             paths.append(given)
         else:
-            failures.append(_Failure(path=str(given), message=f"{given}: no such file or directory"))
+            failures.append(
+                _Failure(path=str(given), message=f"{given}: no such file or directory")
+            )
     for failure in failures:
         print(f"opseq: error: {failure.message}", file=sys.stderr)
     return paths, failures
@@ -206,4 +238,3 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
     return value
-
