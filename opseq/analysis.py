@@ -176,7 +176,7 @@ def analyze_model(
     *,
     n: tuple[int, int] = (1, 4),
     ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
-    infer_shapes: bool = True,
+    infer_shapes: bool = False,
 ) -> ModelAnalysis:
     """Load one model and analyse its structure.
 
@@ -184,7 +184,8 @@ def analyze_model(
         source: Path of an ``.onnx`` file, or its bytes. External data is never read.
         n: Inclusive range of n-gram lengths.
         ignore_ops: Labels of ops spliced out of the OpGraph.
-        infer_shapes: Run ONNX shape inference for node output types.
+        infer_shapes: Run ONNX shape inference for node output types. Off by default: nothing
+            in a `ModelAnalysis` depends on types, and inference costs as much as the rest.
 
     Returns:
         The analysis.

@@ -24,6 +24,7 @@ simply disappears.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Iterable, Iterator
@@ -34,6 +35,7 @@ import networkx as nx
 import onnx
 from google.protobuf.message import DecodeError
 
+from opseq._gc import collector_paused
 from opseq.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
 from opseq.strip import tensor_nbytes
 
@@ -167,11 +169,12 @@ def build_opgraph(
         >>> sorted(g.nodes), g.edges["main/0", "main/1"]["tensors"]
         (['main/0', 'main/1'], ('r', 'r'))
     """
-    skeleton = _skeleton(_inline_functions(model))
+    model = _inline_functions(model)
     notes: list[str] = []
     if infer_shapes:
-        skeleton = _infer_shapes(skeleton, notes)
-    graph = _GraphBuilder(frozenset(ignore_ops)).build(skeleton.graph, MAIN_GRAPH, frozenset())
+        model = _infer_shapes(_skeleton(model), notes)
+    with collector_paused():
+        graph = _GraphBuilder(frozenset(ignore_ops)).build(model.graph, MAIN_GRAPH, frozenset())
     graph.graph["notes"] = tuple(notes)
     return graph
 
@@ -245,120 +248,145 @@ class _GraphBuilder:
         self.ignore_ops = ignore_ops
 
     def build(self, proto: onnx.GraphProto, path: str, outer_scope: frozenset[str]) -> nx.DiGraph:
+        # Each protobuf field is read once: attribute access on protobuf messages dominates cost.
+        nodes = [_NodeFields.of(node, f"{path}/{i}") for i, node in enumerate(proto.node)]
         constants = {t.name for t in proto.initializer}
         constants.update(s.values.name for s in proto.sparse_initializer)
         inputs = tuple(v.name for v in proto.input if v.name not in constants)
-        ids = [f"{path}/{i}" for i in range(len(proto.node))]
-        producer = _producer_map(proto, ids)
+        producer = _producer_map(nodes)
         local = constants | set(inputs) | producer.keys()
         scope = _Scope(producer=producer, defined=outer_scope | local, inputs=frozenset(inputs))
-        labels = [label_of(n.op_type, n.domain) for n in proto.node]
-        ignored = {i for i, label in enumerate(labels) if label in self.ignore_ops}
+        ignored = {i for i, fields in enumerate(nodes) if fields.label in self.ignore_ops}
+        resolver = _Resolver(nodes, scope, ignored)
         types = _value_types(proto)
-        graph = nx.DiGraph(path=path, inputs=inputs, outputs=tuple(v.name for v in proto.output))
-        resolver = _Resolver(proto, ids, scope, ignored)
         outer_reads: set[str] = set()
         input_consumers: dict[str, list[str]] = {name: [] for name in inputs}
-        for index, node in enumerate(proto.node):
-            node_id = ids[index]
-            subgraphs = self._build_subgraphs(node, node_id, scope.defined)
-            reads = _node_reads(node, node_id, subgraphs, scope)
-            outer_reads.update(name for name in reads if name not in local)
+        node_items, edge_tensors = [], {}
+        for index, fields in enumerate(nodes):
+            subgraphs = self._build_subgraphs(fields, scope.defined)
+            reads = _node_reads(fields, subgraphs, scope)
+            if outer_scope:  # only a subgraph can read from enclosing graphs
+                outer_reads.update(name for name in reads if name not in local)
             if index in ignored:
                 continue
-            graph.add_node(node_id, **_node_attributes(node, labels[index], types, subgraphs))
-            self._connect(graph, node_id, reads, resolver, input_consumers)
+            node_items.append((fields.node_id, _node_attributes(fields, types, subgraphs)))
+            _collect_edges(fields.node_id, reads, resolver, edge_tensors, input_consumers)
+        graph = nx.DiGraph(path=path, inputs=inputs, outputs=tuple(v.name for v in proto.output))
+        graph.add_nodes_from(node_items)
+        graph.add_edges_from((u, v, {"tensors": tuple(t)}) for (u, v), t in edge_tensors.items())
         graph.graph.update(
             input_consumers={k: tuple(v) for k, v in input_consumers.items()},
             output_producers=_output_producers(proto, path, resolver, scope),
             outer_inputs=tuple(sorted(outer_reads)),
-            ignored=_count_labels(labels[i] for i in sorted(ignored)),
+            ignored=_count_labels(nodes[i].label for i in sorted(ignored)),
             topological_order=_topological_order(graph, path),
         )
         return graph
 
     def _build_subgraphs(
-        self, node: onnx.NodeProto, node_id: str, visible: frozenset[str] | set[str]
+        self, fields: _NodeFields, visible: frozenset[str]
     ) -> dict[str, nx.DiGraph]:
-        subgraphs = {}
-        for attr in node.attribute:
+        subgraphs: dict[str, nx.DiGraph] = {}
+        for attr in fields.attributes:
             if attr.type == onnx.AttributeProto.GRAPH:
-                subgraphs[attr.name] = self.build(
-                    attr.g, f"{node_id}/{attr.name}", frozenset(visible)
-                )
+                subgraphs[attr.name] = self.build(attr.g, f"{fields.node_id}/{attr.name}", visible)
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for k, g in enumerate(attr.graphs):
                     key = f"{attr.name}.{k}"
-                    subgraphs[key] = self.build(g, f"{node_id}/{key}", frozenset(visible))
+                    subgraphs[key] = self.build(g, f"{fields.node_id}/{key}", visible)
         return subgraphs
 
-    @staticmethod
-    def _connect(
-        graph: nx.DiGraph,
-        node_id: str,
-        reads: list[str],
-        resolver: _Resolver,
-        input_consumers: dict[str, list[str]],
-    ) -> None:
-        for name in reads:
-            producers, graph_inputs = resolver.resolve(name)
-            for producer_id in producers:
-                if producer_id == node_id:
-                    raise InvalidModelError(
-                        f"graph has a cycle: node {node_id} reads its own output {name!r}"
-                    )
-                if graph.has_edge(producer_id, node_id):
-                    graph.edges[producer_id, node_id]["tensors"] += (name,)
-                else:
-                    graph.add_edge(producer_id, node_id, tensors=(name,))
-            for input_name in graph_inputs:
-                consumers = input_consumers[input_name]
-                if not consumers or consumers[-1] != node_id:
-                    consumers.append(node_id)
+
+@dataclass(frozen=True, slots=True)
+class _NodeFields:
+    """The fields of a NodeProto, read once."""
+
+    node_id: str
+    label: str
+    op_type: str
+    domain: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attributes: tuple[onnx.AttributeProto, ...]
+
+    @classmethod
+    def of(cls, node: onnx.NodeProto, node_id: str) -> _NodeFields:
+        op_type, domain = node.op_type, node.domain
+        return cls(
+            node_id,
+            label_of(op_type, domain),
+            op_type,
+            domain,
+            node.name,
+            tuple(node.input[:]),  # slicing copies in C; iterating creates a wrapper per item
+            tuple(node.output[:]),
+            tuple(node.attribute[:]),
+        )
+
+
+def _collect_edges(
+    node_id: str,
+    reads: list[str],
+    resolver: _Resolver,
+    edge_tensors: dict[tuple[str, str], list[str]],
+    input_consumers: dict[str, list[str]],
+) -> None:
+    for name in reads:
+        producers, graph_inputs = resolver.resolve(name)
+        for producer_id in producers:
+            if producer_id == node_id:
+                raise InvalidModelError(
+                    f"graph has a cycle: node {node_id} reads its own output {name!r}"
+                )
+            edge_tensors.setdefault((producer_id, node_id), []).append(name)
+        for input_name in graph_inputs:
+            consumers = input_consumers[input_name]
+            if not consumers or consumers[-1] != node_id:
+                consumers.append(node_id)
 
 
 @dataclass(frozen=True, slots=True)
 class _Scope:
     producer: dict[str, int]
-    defined: frozenset[str] | set[str]
+    defined: frozenset[str]
     inputs: frozenset[str]
 
 
-def _producer_map(proto: onnx.GraphProto, ids: list[str]) -> dict[str, int]:
+def _producer_map(nodes: list[_NodeFields]) -> dict[str, int]:
     producer: dict[str, int] = {}
-    for index, node in enumerate(proto.node):
-        for name in node.output:
+    for index, fields in enumerate(nodes):
+        for name in fields.outputs:
             if not name:
                 continue
             if name in producer:
-                first = ids[producer[name]]
+                first = nodes[producer[name]].node_id
                 raise InvalidModelError(
-                    f"tensor {name!r} is produced by both {first} and {ids[index]}"
+                    f"tensor {name!r} is produced by both {first} and {fields.node_id}"
                 )
             producer[name] = index
     return producer
 
 
-def _node_reads(
-    node: onnx.NodeProto, node_id: str, subgraphs: dict[str, nx.DiGraph], scope: _Scope
-) -> list[str]:
+def _node_reads(fields: _NodeFields, subgraphs: dict[str, nx.DiGraph], scope: _Scope) -> list[str]:
     """Names the node reads: inputs (repeats kept), then its subgraphs' outer reads (once each)."""
-    reads = [name for name in node.input if name]
+    reads = [name for name in fields.inputs if name]
     for name in reads:
         if name not in scope.defined:
             raise InvalidModelError(
-                f"node {node_id} ({node.op_type}) reads undefined tensor {name!r}"
+                f"node {fields.node_id} ({fields.op_type}) reads undefined tensor {name!r}"
             )
-    implicit = dict.fromkeys(name for g in subgraphs.values() for name in g.graph["outer_inputs"])
-    reads.extend(implicit)
+    if subgraphs:
+        implicit = dict.fromkeys(n for g in subgraphs.values() for n in g.graph["outer_inputs"])
+        reads.extend(implicit)
     return reads
 
 
 class _Resolver:
     """Maps a tensor name to the real (not ignored) nodes and graph inputs it comes from."""
 
-    def __init__(self, proto: onnx.GraphProto, ids: list[str], scope: _Scope, ignored: set[int]):
-        self.proto, self.ids, self.scope, self.ignored = proto, ids, scope, ignored
+    def __init__(self, nodes: list[_NodeFields], scope: _Scope, ignored: set[int]):
+        self.nodes, self.scope, self.ignored = nodes, scope, ignored
         self.cache: dict[str, object] = {}
 
     def resolve(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -377,20 +405,22 @@ class _Resolver:
                 self.cache[top] = self._direct(top, index)
                 stack.pop()
                 continue
-            sources = [s for s in self.proto.node[index].input if s]
+            sources = [s for s in self.nodes[index].inputs if s]
             if state is _IN_PROGRESS:
                 self.cache[top] = self._merge(sources)
                 stack.pop()
                 continue
             if any(self.cache.get(s) is _IN_PROGRESS for s in sources):
-                raise InvalidModelError(f"graph has a cycle through ignored node {self.ids[index]}")
+                raise InvalidModelError(
+                    f"graph has a cycle through ignored node {self.nodes[index].node_id}"
+                )
             self.cache[top] = _IN_PROGRESS
             stack.extend(s for s in sources if s not in self.cache)
         return self.cache[name]  # type: ignore[return-value]
 
     def _direct(self, name: str, index: int | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
         if index is not None:
-            return (self.ids[index],), ()
+            return (self.nodes[index].node_id,), ()
         return (), ((name,) if name in self.scope.inputs else ())
 
     def _merge(self, sources: list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -443,20 +473,17 @@ def _count_labels(labels: Iterable[str]) -> dict[str, int]:
 
 
 def _node_attributes(
-    node: onnx.NodeProto,
-    label: str,
-    types: dict[str, TensorType],
-    subgraphs: dict[str, nx.DiGraph],
+    fields: _NodeFields, types: dict[str, TensorType], subgraphs: dict[str, nx.DiGraph]
 ) -> dict:
     attributes = {
-        "label": label,
-        "op_type": node.op_type,
-        "domain": node.domain,
-        "name": node.name,
-        "attributes": {a.name: _attribute_value(a) for a in node.attribute},
-        "inputs": tuple(node.input),
-        "outputs": tuple(node.output),
-        "output_types": tuple(types.get(name) for name in node.output),
+        "label": fields.label,
+        "op_type": fields.op_type,
+        "domain": fields.domain,
+        "name": fields.name,
+        "attributes": {a.name: _attribute_value(a) for a in fields.attributes},
+        "inputs": fields.inputs,
+        "outputs": fields.outputs,
+        "output_types": tuple(types.get(name) for name in fields.outputs),
     }
     if subgraphs:
         attributes["subgraphs"] = subgraphs
@@ -466,14 +493,20 @@ def _node_attributes(
 def _value_types(proto: onnx.GraphProto) -> dict[str, TensorType]:
     types = {}
     for value_infos in (proto.input, proto.value_info, proto.output):
-        for info in value_infos:
-            tensor_type = _tensor_type(info.type)
+        for info in value_infos[:]:
+            tensor_type = _tensor_type(info.type.SerializeToString())
             if tensor_type is not None:
                 types[info.name] = tensor_type
     return types
 
 
-def _tensor_type(type_proto: onnx.TypeProto) -> TensorType | None:
+@functools.lru_cache(maxsize=4096)
+def _tensor_type(serialized: bytes) -> TensorType | None:
+    """Convert a serialized TypeProto; cached because a model repeats few distinct types.
+
+    Reading dims field by field costs microseconds each; serializing is one C call.
+    """
+    type_proto = onnx.TypeProto.FromString(serialized)
     if type_proto.WhichOneof("value") != "tensor_type":
         return None
     tensor = type_proto.tensor_type

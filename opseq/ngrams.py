@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
+from opseq._gc import collector_paused
 from opseq.errors import ConfigError
 from opseq.graph import iter_graphs
 
@@ -145,8 +146,9 @@ def mine_ngrams(
     n_min, n_max = _check_range(*((n, n) if isinstance(n, int) else n))
     totals: dict[Ngram, int] = {}
     graphs = iter_graphs(graph) if include_subgraphs else (graph,)
-    for each in graphs:
-        _add_ngrams(each, n_min, n_max, totals)
+    with collector_paused():
+        for each in graphs:
+            _add_ngrams(each, n_min, n_max, totals)
     return NgramCounts(n_min=n_min, n_max=n_max, counts=totals)
 
 
@@ -158,16 +160,10 @@ def _add_ngrams(graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, i
     windows: dict[object, list[dict[Ngram, int]]] = {}
     for node in _topological_order(graph):
         label = labels[node]
+        upstream = [windows[p] for p in predecessors[node]]
         ending_here = [{(label,): 1}]
         for length in range(2, n_max + 1):
-            extended: dict[Ngram, int] = {}
-            for predecessor in predecessors[node]:
-                upstream = windows[predecessor]
-                if len(upstream) < length - 1:
-                    continue  # no path of length - 1 nodes ends at this predecessor
-                for ngram, count in upstream[length - 2].items():
-                    key = (*ngram, label)
-                    extended[key] = extended.get(key, 0) + count
+            extended = _extend(upstream, length - 2, label)
             if not extended:
                 break
             ending_here.append(extended)
@@ -180,6 +176,19 @@ def _add_ngrams(graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, i
             unused_successors[predecessor] -= 1
             if not unused_successors[predecessor]:
                 del windows[predecessor]
+
+
+def _extend(upstream: list[list[dict[Ngram, int]]], index: int, label: str) -> dict[Ngram, int]:
+    """Extend the windows of length ``index + 1`` ending at each predecessor by `label`."""
+    tables = [windows[index] for windows in upstream if len(windows) > index]
+    if len(tables) == 1:  # the common case: a comprehension beats the merge loop below
+        return {(*ngram, label): count for ngram, count in tables[0].items()}
+    extended: dict[Ngram, int] = {}
+    for table in tables:
+        for ngram, count in table.items():
+            key = (*ngram, label)
+            extended[key] = extended.get(key, 0) + count
+    return extended
 
 
 def count_paths(graph: nx.DiGraph) -> int:

@@ -76,12 +76,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: Constant,Identity; '' keeps every op)",
     )
     parser.add_argument(
-        "--no-shapes",
-        dest="infer_shapes",
-        action="store_false",
-        help="skip ONNX shape inference (output types stay as the file states)",
-    )
-    parser.add_argument(
         "--jobs",
         type=_non_negative,
         default=0,
@@ -154,7 +148,7 @@ def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
 
 def _analyze_all(paths: list[Path], args: argparse.Namespace) -> Iterator[ModelAnalysis | _Failure]:
     """Analyse in input order; several models go to a process pool (one worker per core)."""
-    options = {"n": args.n, "ignore_ops": args.ignore, "infer_shapes": args.infer_shapes}
+    options = {"n": args.n, "ignore_ops": args.ignore}
     jobs = _worker_count(args.jobs, len(paths))
     if jobs <= 1:
         yield from (_analyze_one(path, options) for path in paths)
