@@ -18,8 +18,9 @@ number of spliced-out nodes), ``topological_order`` and, on the main graph, ``no
 remarks such as a shape-inference failure).
 
 Ignored ops (default ``Constant`` and ``Identity``) are spliced out: the producers of their inputs
-are wired to the consumers of their outputs. A node without inputs, like ``Constant``, thereby
-simply disappears.
+(including what their subgraphs read from the enclosing graph) are wired to the consumers of their
+outputs. A node without inputs, like ``Constant``, thereby simply disappears; an ignored op's
+subgraphs are dropped with it.
 """
 
 from __future__ import annotations
@@ -257,20 +258,19 @@ class _GraphBuilder:
         local = constants | set(inputs) | producer.keys()
         scope = _Scope(producer=producer, defined=outer_scope | local, inputs=frozenset(inputs))
         ignored = {i for i, fields in enumerate(nodes) if fields.label in self.ignore_ops}
-        resolver = _Resolver(nodes, scope, ignored)
+        subgraphs = [self._build_subgraphs(fields, scope.defined) for fields in nodes]
+        reads = [_node_reads(f, s, scope) for f, s in zip(nodes, subgraphs, strict=True)]
+        # Only a subgraph can read from enclosing graphs; the main graph's reads are all local.
+        outer_reads = {n for r in reads for n in r if n not in local} if outer_scope else set()
+        resolver = _Resolver(nodes, reads, scope, ignored)
         types = _value_types(proto)
-        outer_reads: set[str] = set()
         input_consumers: dict[str, list[str]] = {name: [] for name in inputs}
         node_items, edge_tensors = [], {}
         for index, fields in enumerate(nodes):
-            subgraphs = self._build_subgraphs(fields, scope.defined)
-            reads = _node_reads(fields, subgraphs, scope)
-            if outer_scope:  # only a subgraph can read from enclosing graphs
-                outer_reads.update(name for name in reads if name not in local)
             if index in ignored:
-                continue
-            node_items.append((fields.node_id, _node_attributes(fields, types, subgraphs)))
-            _collect_edges(fields.node_id, reads, resolver, edge_tensors, input_consumers)
+                continue  # an ignored op's subgraphs go with it; its reads are spliced through
+            node_items.append((fields.node_id, _node_attributes(fields, types, subgraphs[index])))
+            _collect_edges(fields.node_id, reads[index], resolver, edge_tensors, input_consumers)
         graph = nx.DiGraph(path=path, inputs=inputs, outputs=tuple(v.name for v in proto.output))
         graph.add_nodes_from(node_items)
         graph.add_edges_from((u, v, {"tensors": tuple(t)}) for (u, v), t in edge_tensors.items())
@@ -385,8 +385,10 @@ def _node_reads(fields: _NodeFields, subgraphs: dict[str, nx.DiGraph], scope: _S
 class _Resolver:
     """Maps a tensor name to the real (not ignored) nodes and graph inputs it comes from."""
 
-    def __init__(self, nodes: list[_NodeFields], scope: _Scope, ignored: set[int]):
-        self.nodes, self.scope, self.ignored = nodes, scope, ignored
+    def __init__(
+        self, nodes: list[_NodeFields], reads: list[list[str]], scope: _Scope, ignored: set[int]
+    ):
+        self.nodes, self.reads, self.scope, self.ignored = nodes, reads, scope, ignored
         self.cache: dict[str, object] = {}
 
     def resolve(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -405,7 +407,7 @@ class _Resolver:
                 self.cache[top] = self._direct(top, index)
                 stack.pop()
                 continue
-            sources = [s for s in self.nodes[index].inputs if s]
+            sources = self.reads[index]
             if state is _IN_PROGRESS:
                 self.cache[top] = self._merge(sources)
                 stack.pop()

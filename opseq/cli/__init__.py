@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 import sys
 import traceback
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors
         return int(e.code or 0)
     _configure_logging(args)
+    logger.info("versions: %s", _versions())
     try:
         return int(args.run(args))
     except KeyboardInterrupt:
@@ -67,6 +69,17 @@ def _configure_logging(args: argparse.Namespace) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+
+
+def _versions() -> str:
+    """Installed versions of opseq and the libraries whose behaviour it observes."""
+    found = []
+    for name in ("onnx", "onnxruntime", "torch", "tensorflow", "tf2onnx", "networkx", "numpy"):
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} (not installed)")
+    return ", ".join([f"opseq {__version__}", *found])
 
 
 def _report(args: argparse.Namespace, line: str) -> None:

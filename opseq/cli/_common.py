@@ -60,6 +60,10 @@ def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "-q", "--quiet", action="count", default=0, help="less log output, no progress bar"
     )
+    # SUPPRESS: absent here must not reset a --debug given before the subcommand.
+    group.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
+    )
 
 
 def comma_list(text: str) -> frozenset[str]:

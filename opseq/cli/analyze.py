@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ def run(args: argparse.Namespace) -> ExitCode:
             ):
                 if isinstance(outcome, _Failure):
                     failures.append(outcome)
+                    if outcome.traceback and args.debug:
+                        print(outcome.traceback, end="", file=sys.stderr)
                     print(f"opseq: error: {outcome.message}", file=sys.stderr)
                     continue
                 analyses.append(outcome)
@@ -118,6 +121,7 @@ class _Failure:
     path: str
     message: str
     internal: bool = False
+    traceback: str | None = None  # internal errors only, shown with --debug
 
     def to_dict(self) -> dict:
         return {"path": self.path, "error": self.message, "internal": self.internal}
@@ -173,7 +177,9 @@ def _analyze_one(path: Path, options: dict) -> ModelAnalysis | _Failure:
         return _Failure(path=str(path), message=f"{path}: subgraphs nested too deeply ({e})")
     except Exception as e:  # a bug: report it, but keep the other models' results
         message = f"{path}: internal error, please report: {type(e).__name__}: {e}"
-        return _Failure(path=str(path), message=message, internal=True)
+        return _Failure(
+            path=str(path), message=message, internal=True, traceback=traceback.format_exc()
+        )
 
 
 def _write_streaming(out: IO[str], fmt: str, analysis: ModelAnalysis, top: int | None) -> None:

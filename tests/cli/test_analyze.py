@@ -204,3 +204,18 @@ def test_internal_error_exits_3_with_report_request(capsys, save, monkeypatch):
     code, _, err = run(capsys, save(models.chain()))
     assert code == 3
     assert "internal error, please report: ZeroDivisionError: boom" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--debug", "analyze", "X"], ["analyze", "X", "--debug"]])
+def test_debug_flag_before_or_after_subcommand_shows_traceback(capsys, save, monkeypatch, argv):
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("opseq.cli.analyze.analyze_model", broken)
+    path = str(save(models.chain()))
+    code = main([path if a == "X" else a for a in argv])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "Traceback (most recent call last)" in err and "ZeroDivisionError: boom" in err
+    assert err.strip().splitlines()[-1].startswith("opseq: error: ")

@@ -202,3 +202,10 @@ def test_load_model_empty_graph_raises():
 def test_default_ignored_ops():
     assert {"Constant", "Identity"} == DEFAULT_IGNORED_OPS
     assert label_of("Relu", "ai.onnx") == "Relu"
+
+
+def test_build_ignored_if_splices_its_implicit_reads():
+    # Ignoring If: its output y comes from Relu through the branches' read of r, and from input c.
+    graph = build_opgraph(models.if_subgraph(), ignore_ops={"If"})
+    assert list(graph.nodes) == ["main/0"]
+    assert graph.graph["output_producers"] == {"y": ("main/0",)}
