@@ -237,3 +237,27 @@ def dense_ladder(blocks: int) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def local_function() -> onnx.ModelProto:
+    """The main graph calls a model-local function Twice(a) = Add(Relu(a), Relu(a)), then Neg."""
+    return _parse("""<ir_version: 8, opset_import: ["" : 17, "local" : 1]>
+        caller (float[4] x) => (float[4] y) {
+            d = local.Twice(x)
+            y = Neg(d)
+        }
+        <domain: "local", opset_import: ["" : 17]>
+        Twice (a) => (b) {
+            r = Relu(a)
+            b = Add(r, r)
+        }""")
+
+
+def initializer_listed_as_input() -> onnx.ModelProto:
+    """IR 3 style: the weight W is an initializer and also listed among the graph inputs."""
+    model = with_weights()
+    weight = model.graph.initializer[0]
+    model.graph.input.append(
+        helper.make_tensor_value_info(weight.name, weight.data_type, list(weight.dims))
+    )
+    return model

@@ -209,3 +209,19 @@ def test_build_ignored_if_splices_its_implicit_reads():
     graph = build_opgraph(models.if_subgraph(), ignore_ops={"If"})
     assert list(graph.nodes) == ["main/0"]
     assert graph.graph["output_producers"] == {"y": ("main/0",)}
+
+
+def test_build_local_function_inlined():
+    graph = build_opgraph(models.local_function())
+    relu, add, neg = graph.graph["topological_order"]
+    assert [graph.nodes[n]["label"] for n in (relu, add, neg)] == ["Relu", "Add", "Neg"]
+    assert graph.number_of_nodes() == 3 and graph.number_of_edges() == 2
+    assert len(graph.edges[relu, add]["tensors"]) == 2  # Add(r, r) survives inlining as one edge
+    assert graph.graph["input_consumers"] == {"x": (relu,)}
+    assert graph.graph["output_producers"] == {"y": (neg,)}
+
+
+def test_build_initializer_listed_as_input_is_not_an_input():
+    graph = build_opgraph(models.initializer_listed_as_input())
+    assert graph.graph["inputs"] == ("x",)
+    assert graph.graph["input_consumers"] == {"x": ("main/0",)}
