@@ -5,9 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from opseq.analysis import CorpusSummary, ModelAnalysis
+from opseq.corpus import TABLE_OUTCOMES, OutcomeTable
 from opseq.ngrams import Ngram
 
-__all__ = ["format_corpus_summary", "format_model_analysis", "format_ngram", "format_size"]
+__all__ = [
+    "format_corpus_summary",
+    "format_model_analysis",
+    "format_ngram",
+    "format_outcome_table",
+    "format_size",
+]
 
 _ARROW = " > "
 _LONGEST_PATH_HEAD, _LONGEST_PATH_TAIL = 8, 4
@@ -119,4 +126,66 @@ def format_corpus_summary(summary: CorpusSummary, *, failed: int = 0) -> str:
         lines.extend(
             f"    {f'{count}/{summary.models}':>{width}}  {format_ngram(g)}" for g, count in shared
         )
+    return "\n".join(lines) + "\n"
+
+
+def format_outcome_table(table: OutcomeTable, *, markdown: bool = False) -> str:
+    """Render outcomes as the study's Table 11: one column per converter x source.
+
+    Each cell is ``count (percent of the column's total)``; the last rows give the median and
+    maximum of the max abs diffs over the models that ran.
+    """
+    header = ["outcome", *(f"{converter} {source}" for converter, source in table.groups)]
+    rows = [["total models", *(f"{table.total(g):,}" for g in table.groups)]]
+    for outcome in TABLE_OUTCOMES:
+        if (
+            any(table.counts[g].get(outcome, 0) for g in table.groups)
+            or outcome in TABLE_OUTCOMES[:5]
+        ):
+            rows.append([outcome.value, *(_count_cell(table, g, outcome) for g in table.groups)])
+    rows.append(
+        [
+            "median max abs diff",
+            *(_diff_cell(table.max_abs_diffs[g], median=True) for g in table.groups),
+        ]
+    )
+    rows.append(
+        [
+            "largest max abs diff",
+            *(_diff_cell(table.max_abs_diffs[g], median=False) for g in table.groups),
+        ]
+    )
+    return _markdown_table(header, rows) if markdown else _text_table(header, rows)
+
+
+def _count_cell(table: OutcomeTable, group: tuple[str, str], outcome) -> str:
+    count, total = table.counts[group].get(outcome, 0), table.total(group)
+    return f"{count:,} ({100 * count / total:.0f}%)" if total else "0"
+
+
+def _diff_cell(values: tuple[float, ...], *, median: bool) -> str:
+    if not values:
+        return "-"
+    return f"{(values[len(values) // 2] if median else values[-1]):.2g}"
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in [header, *rows]
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ from opseq.errors import OpseqError
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = ("analyze",)
+_SUBCOMMANDS = ("analyze", "corpus")
 
 logger = logging.getLogger(__name__)
 

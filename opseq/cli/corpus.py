@@ -1,0 +1,211 @@
+"""Build a conversion corpus (differential testing campaigns) and show its outcomes.
+
+A campaign converts every case of a model source with one converter, runs the framework and ONNX
+Runtime on the same random inputs, and appends one row per case to OUT_DIR/manifest.jsonl (with
+the converted model, structure only, under OUT_DIR/models/). Each case runs in an isolated worker
+with a timeout and a memory cap: crashes, hangs and out-of-memory become outcomes. Rerunning a
+campaign skips the cases already recorded.
+
+Example:
+  opseq corpus build corpus/ --source zoo-torch --converter torch.onnx-dynamo --workers 2
+  opseq corpus show corpus/ --format md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+
+from opseq.cli._common import ExitCode, add_output_args, add_verbosity_args, open_output
+from opseq.corpus import read_manifest, tabulate_outcomes
+from opseq.difftest.campaign import CampaignConfig, check_campaign, iter_campaign, plan_campaign
+from opseq.outcomes import Outcome
+from opseq.report import format_outcome_table
+from opseq.sources import SOURCES
+
+__all__ = ["register", "run_build", "run_show"]
+
+_CONVERTERS = ("torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``corpus build`` and ``corpus show``."""
+    parser = subparsers.add_parser(
+        "corpus",
+        help=__doc__.splitlines()[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _register_build(commands)
+    _register_show(commands)
+
+
+def _register_build(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "build",
+        help="run a campaign: convert, run, compare, record",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("out_dir", type=Path, metavar="OUT_DIR")
+    parser.add_argument(
+        "--source",
+        required=True,
+        metavar="NAME",
+        help=f"model source: {', '.join(SOURCES)}, or package.module:attribute",
+    )
+    parser.add_argument("--converter", required=True, metavar="NAME", help=", ".join(_CONVERTERS))
+    parser.add_argument(
+        "--count", type=_positive_int, metavar="N", help="first N cases (default: all)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights and inputs (default: 0)"
+    )
+    parser.add_argument(
+        "--opset", type=_positive_int, default=17, help="target opset (default: 17)"
+    )
+    parser.add_argument(
+        "--inputs",
+        type=_positive_int,
+        default=10,
+        metavar="K",
+        help="random input sets per model (default: 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        metavar="W",
+        help="worker processes (default: one per core)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        metavar="SEC",
+        help="per model, generation to comparison (default: 600)",
+    )
+    parser.add_argument(
+        "--memory-cap",
+        type=_positive_int,
+        default=8192,
+        metavar="MIB",
+        help="per worker (default: 8192)",
+    )
+    parser.add_argument(
+        "--atol",
+        type=float,
+        default=1e-7,
+        help="mismatch when the max abs diff is >= ATOL (default: 1e-7, the study's rule)",
+    )
+    parser.add_argument(
+        "--rtol", type=float, help="also require max rel diff >= RTOL for a mismatch"
+    )
+    parser.add_argument(
+        "--no-blame",
+        dest="attribute_blame",
+        action="store_false",
+        help="skip re-running mismatches to attribute blame",
+    )
+    parser.add_argument(
+        "--keep-weights",
+        action="store_true",
+        help="store converted models with their weights (default: structure only)",
+    )
+    add_verbosity_args(parser)
+    parser.set_defaults(run=run_build)
+
+
+def _register_show(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "show",
+        help="outcome table per converter x source (the study's Table 11)",
+        description="Print the outcome table of a corpus: per converter x source, the total and "
+        "each outcome with its share, and the max abs diffs of the models that ran.\n\n"
+        "Example:\n  opseq corpus show corpus/ --format md",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "corpus", type=Path, metavar="DIR", help="corpus directory or manifest file"
+    )
+    add_output_args(parser, formats=("text", "md", "json"))
+    add_verbosity_args(parser)
+    parser.set_defaults(run=run_show)
+
+
+def run_build(args: argparse.Namespace) -> ExitCode:
+    """Run one campaign; see the module docstring."""
+    config = CampaignConfig(
+        out_dir=args.out_dir,
+        source=args.source,
+        converter=args.converter,
+        count=args.count,
+        seed=args.seed,
+        opset=args.opset,
+        n_inputs=args.inputs,
+        workers=args.workers,
+        timeout_s=args.timeout,
+        memory_mb=args.memory_cap,
+        keep_weights=args.keep_weights,
+        atol=args.atol,
+        rtol=args.rtol,
+        attribute_blame=args.attribute_blame,
+    )
+    check_campaign(config)
+    tasks, skipped = plan_campaign(config)
+    if skipped:
+        print(
+            f"opseq: {skipped} cases already recorded in {args.out_dir}, skipping them",
+            file=sys.stderr,
+        )
+    counts: Counter[str] = Counter()
+    rows = iter_campaign(config, tasks)
+    for row in _progress(rows, total=len(tasks), counts=counts, quiet=bool(args.quiet)):
+        counts[row.outcome.value] += 1
+    summary = ", ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])
+    print(
+        f"opseq: {len(tasks)} cases run ({summary or 'none'}); manifest: "
+        f"{args.out_dir / 'manifest.jsonl'}",
+        file=sys.stderr,
+    )
+    return ExitCode.OK
+
+
+def _progress(rows, *, total: int, counts: Counter[str], quiet: bool):
+    if quiet or total < 2:
+        yield from rows
+        return
+    from tqdm import tqdm
+
+    with tqdm(total=total, unit="model", file=sys.stderr, disable=None) as bar:
+        for row in rows:
+            yield row
+            bar.set_postfix(counts, refresh=False)
+            bar.update()
+
+
+def run_show(args: argparse.Namespace) -> ExitCode:
+    """Print the outcome table of a corpus."""
+    table = tabulate_outcomes(read_manifest(args.corpus))
+    with open_output(args.output) as out:
+        if args.format == "json":
+            json.dump(table.to_dict(), out, indent=2)
+            out.write("\n")
+        else:
+            out.write(format_outcome_table(table, markdown=args.format == "md"))
+    return ExitCode.OK
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value

@@ -1,0 +1,255 @@
+"""Conversion campaigns: every case of a source through one converter, into a corpus directory.
+
+The parent process plans the cases (skipping those the manifest already records), hands them to
+isolated workers (`opseq.difftest.isolate`), and appends one manifest row per finished case, so a
+campaign killed at any point resumes where it stopped, with nothing lost or duplicated. Each worker
+builds the case, runs the differential test, and stores the converted model (structure only unless
+asked to keep weights) under ``models/``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from opseq.corpus import ManifestRow, ManifestWriter, manifest_path, read_manifest
+from opseq.difftest.isolate import Limits, TaskResult, TaskStatus, WorkerPool
+from opseq.errors import ConfigError
+from opseq.outcomes import Outcome, Stage
+from opseq.sources import Framework, get_source
+from opseq.strip import strip_weights
+
+__all__ = ["CampaignConfig", "check_campaign", "iter_campaign", "plan_campaign", "run_case"]
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR = "models"
+_WORKER_TARGET = "opseq.difftest.campaign:run_case"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignConfig:
+    """Everything that defines a campaign; recorded on every row it writes."""
+
+    out_dir: Path
+    source: str
+    converter: str
+    count: int | None = None
+    seed: int = 0
+    opset: int = 17
+    n_inputs: int = 10
+    workers: int = 1
+    timeout_s: float = 600.0
+    memory_mb: int | None = 8192
+    keep_weights: bool = False
+    atol: float = 1e-7
+    rtol: float | None = None
+    attribute_blame: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def check_campaign(config: CampaignConfig) -> None:
+    """Fail early, in the parent, on what would make every case fail the same way.
+
+    Raises:
+        ConfigError: Unknown source or converter, or a converter that does not apply to the
+            source's framework, or an unwritable output directory.
+        MissingDependencyError: The converter's framework is not installed.
+    """
+    from opseq.difftest.convert import get_converter
+
+    source = get_source(config.source)
+    converter = get_converter(config.converter)
+    if converter.framework != source.framework:
+        raise ConfigError(
+            f"converter {converter.name!r} converts {converter.framework.value} models; "
+            f"source {source.name!r} builds {source.framework.value} models"
+        )
+    _check_framework_installed(source.framework)
+    _check_writable(config.out_dir)
+
+
+def plan_campaign(config: CampaignConfig) -> tuple[list[dict[str, Any]], int]:
+    """Return the worker tasks still to run, and how many cases the manifest already records."""
+    source = get_source(config.source)
+    done = _recorded_ids(config.out_dir)
+    tasks, skipped = [], 0
+    for case_id in source.case_ids(count=config.count, seed=config.seed):
+        row_id = _row_id(config, case_id)
+        if row_id in done:
+            skipped += 1
+            continue
+        tasks.append(_task(config, case_id, row_id))
+    return tasks, skipped
+
+
+def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterator[ManifestRow]:
+    """Run `tasks` in isolated workers; append and yield each row as its case finishes."""
+    limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_mb)
+    with (
+        ManifestWriter(config.out_dir) as writer,
+        WorkerPool(_WORKER_TARGET, workers=config.workers, limits=limits) as pool,
+    ):
+        for result in pool.map_unordered(tasks):
+            row = _row_from_result(result)
+            writer.append(row)
+            yield row
+
+
+def _recorded_ids(out_dir: Path) -> set[str]:
+    if not manifest_path(out_dir).exists():
+        return set()
+    return {row.id for row in read_manifest(out_dir)}
+
+
+def _row_id(config: CampaignConfig, case_id: str) -> str:
+    return f"{config.source}/{case_id}/{config.converter}"
+
+
+def _task(config: CampaignConfig, case_id: str, row_id: str) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "case": case_id,
+        "source": config.source,
+        "converter": config.converter,
+        "out_dir": str(config.out_dir),
+        "seed": config.seed,
+        "opset": config.opset,
+        "n_inputs": config.n_inputs,
+        "keep_weights": config.keep_weights,
+        "atol": config.atol,
+        "rtol": config.rtol,
+        "attribute_blame": config.attribute_blame,
+    }
+
+
+def _row_from_result(result: TaskResult) -> ManifestRow:
+    task = result.task
+    measured = {"peak_rss_mb": result.peak_rss_mb, "duration_s": round(result.duration_s, 3)}
+    if result.status is TaskStatus.DONE and result.payload is not None:
+        row = ManifestRow.from_dict(result.payload)
+        return ManifestRow.from_dict({**row.to_dict(), **measured})
+    outcome = Outcome.TIMEOUT if result.status is TaskStatus.TIMEOUT else Outcome.CRASH
+    error = result.error or ""
+    if result.status is TaskStatus.ERROR:
+        logger.error("internal error on %s, please report:\n%s", task["id"], error)
+        error = "internal error in opseq: " + error.strip().splitlines()[-1]
+    return ManifestRow(
+        id=task["id"],
+        outcome=outcome,
+        converter=task["converter"],
+        source=task["source"],
+        error=error,
+        extra={**_provenance(task), **measured},
+    )
+
+
+def _provenance(task: dict[str, Any]) -> dict[str, Any]:
+    keys = ("case", "seed", "opset", "n_inputs", "atol", "rtol")
+    return {key: task[key] for key in keys}
+
+
+def run_case(task: dict[str, Any]) -> dict[str, Any]:
+    """Build a case, test its conversion, store the model; return its manifest row (in a worker)."""
+    from opseq.difftest.compare import Tolerance
+    from opseq.difftest.convert import get_converter
+    from opseq.difftest.oracle import run_difftest
+
+    source = get_source(task["source"])
+    start = time.perf_counter()
+    try:
+        case = source.build(task["case"], seed=task["seed"])
+    except MemoryError:
+        raise
+    except Exception as e:  # a source that cannot build a case is an outcome of the campaign
+        return _generate_failure(task, e, time.perf_counter() - start)
+    result = run_difftest(
+        case,
+        get_converter(task["converter"]),
+        opset=task["opset"],
+        n_inputs=task["n_inputs"],
+        seed=task["seed"],
+        tolerance=Tolerance(atol=task["atol"], rtol=task["rtol"]),
+        attribute_blame=task["attribute_blame"],
+    )
+    model_path = None
+    if result.model is not None:
+        model_path = _store_model(result.model, task)
+    details = {
+        k: v
+        for k, v in result.to_dict().items()
+        if k not in ("outcome", "max_abs_diff", "max_rel_diff")
+    }
+    return ManifestRow(
+        id=task["id"],
+        model=model_path,
+        outcome=result.outcome,
+        converter=task["converter"],
+        source=task["source"],
+        max_abs_diff=result.max_abs_diff,
+        max_rel_diff=result.max_rel_diff,
+        error=result.failure.message if result.failure else None,
+        extra={**_provenance(task), "metadata": case.metadata, **details},
+    ).to_dict()
+
+
+def _generate_failure(task: dict[str, Any], error: Exception, seconds: float) -> dict[str, Any]:
+    message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:500]
+    return ManifestRow(
+        id=task["id"],
+        outcome=Outcome.GENERATE_FAIL,
+        converter=task["converter"],
+        source=task["source"],
+        error=message,
+        extra={
+            **_provenance(task),
+            "stage": Stage.GENERATE.value,
+            "durations": {"generate": seconds},
+        },
+    ).to_dict()
+
+
+def _store_model(model: onnx.ModelProto, task: dict[str, Any]) -> str:
+    """Write the converted model under models/ (atomically); return its manifest-relative path."""
+    stored = model if task["keep_weights"] else strip_weights(model)
+    relative = Path(MODELS_DIR) / task["source"] / task["converter"] / f"{_safe(task['case'])}.onnx"
+    target = Path(task["out_dir"]) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{os.getpid()}.part")
+    partial.write_bytes(stored.SerializeToString())
+    os.replace(partial, target)
+    return relative.as_posix()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _check_framework_installed(framework: Framework) -> None:
+    from opseq.errors import MissingDependencyError
+
+    module, extra = (
+        ("torch", "torch") if framework is Framework.TORCH else ("tensorflow", "tensorflow")
+    )
+    if importlib.util.find_spec(module) is None:
+        raise MissingDependencyError(
+            f"{module} is not installed; install it with: pip install 'opseq[{extra}]'"
+        )
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".opseq-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"cannot write to {out_dir}: {e.strerror or e}") from e

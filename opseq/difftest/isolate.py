@@ -1,0 +1,261 @@
+"""Run tasks in worker processes that may crash, hang or exhaust memory.
+
+Converters and runtimes are native code: a test can segfault, abort, loop forever or allocate
+without bound. Each task therefore runs in a worker process, with a deadline and a memory cap; a
+worker that dies or is killed becomes a `TaskResult` with status ``crash`` or ``timeout`` and is
+replaced, and the other tasks go on. Workers are long-lived (a framework is imported once per
+worker, not once per task) and started with ``spawn``, so no framework state leaks in by ``fork``.
+
+Tasks and results are JSON objects: nothing is unpickled from a worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+__all__ = ["Limits", "TaskResult", "TaskStatus", "WorkerPool"]
+
+logger = logging.getLogger(__name__)
+
+_POLL_S = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Limits:
+    """Per-task limits: wall-clock seconds, and the worker's memory in MiB (None: no cap)."""
+
+    timeout_s: float = 600.0
+    memory_mb: int | None = 8192
+
+
+class TaskStatus(str, Enum):
+    """How a task ended."""
+
+    DONE = "done"
+    ERROR = "error"  # the task function raised: a bug in the task, reported with its traceback
+    TIMEOUT = "timeout"
+    CRASH = "crash"  # the worker died (signal, abort) or went over its memory cap
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskResult:
+    """The end of one task: its JSON result when done, else why it has none."""
+
+    task: dict[str, Any]
+    status: TaskStatus
+    payload: dict[str, Any] | None
+    error: str | None
+    peak_rss_mb: float | None
+    duration_s: float
+
+
+class WorkerPool:
+    """A fixed number of worker processes running a task function; use as a context manager.
+
+    Args:
+        target: ``"module:function"``; the function takes a task dict and returns a JSON-safe
+            dict. It is imported in each worker.
+        workers: Number of worker processes.
+        limits: Deadline and memory cap per task.
+    """
+
+    def __init__(self, target: str, *, workers: int, limits: Limits) -> None:
+        self.target, self.limits = target, limits
+        self._context = multiprocessing.get_context("spawn")
+        self._slots = [_Slot() for _ in range(max(1, workers))]
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for slot in self._slots:
+            slot.stop()
+
+    def map_unordered(self, tasks: Iterable[dict[str, Any]]) -> Iterator[TaskResult]:
+        """Run every task; yield each result as soon as it is known."""
+        pending = iter(tasks)
+        exhausted = False
+        while True:
+            for slot in self._slots:
+                if slot.task is None and not exhausted:
+                    task = next(pending, None)
+                    if task is None:
+                        exhausted = True
+                    else:
+                        self._dispatch(slot, task)
+            busy = [slot for slot in self._slots if slot.task is not None]
+            if not busy:
+                return
+            wait([s.connection for s in busy] + [s.process.sentinel for s in busy], timeout=_POLL_S)
+            for slot in busy:
+                result = self._check(slot)
+                if result is not None:
+                    yield result
+
+    def _dispatch(self, slot: _Slot, task: dict[str, Any]) -> None:
+        if slot.process is None or not slot.process.is_alive():
+            slot.start(self._context, self.target, self.limits.memory_mb)
+        slot.task, slot.started = task, time.monotonic()
+        slot.connection.send_bytes(json.dumps(task).encode())
+
+    def _check(self, slot: _Slot) -> TaskResult | None:
+        """The slot's result if its task has ended (replying, dying, or over a limit)."""
+        if slot.connection.poll():
+            try:
+                reply = json.loads(slot.connection.recv_bytes())
+            except (EOFError, OSError):
+                return self._end(slot, TaskStatus.CRASH, _death_message(slot), kill=True)
+            return self._finish(slot, reply)
+        if not slot.process.is_alive():
+            return self._end(slot, TaskStatus.CRASH, _death_message(slot), kill=True)
+        elapsed = time.monotonic() - slot.started
+        if elapsed > self.limits.timeout_s:
+            message = f"worker exceeded the {self.limits.timeout_s:g} s timeout"
+            return self._end(slot, TaskStatus.TIMEOUT, message, kill=True)
+        rss = _rss_mb(slot.process.pid)
+        if self.limits.memory_mb is not None and rss is not None and rss > self.limits.memory_mb:
+            message = f"worker exceeded the {self.limits.memory_mb} MiB memory cap"
+            return self._end(slot, TaskStatus.CRASH, message, kill=True, peak=rss)
+        return None
+
+    def _finish(self, slot: _Slot, reply: dict[str, Any]) -> TaskResult:
+        peak = reply.get("peak_rss_mb")
+        if reply.get("out_of_memory"):
+            message = f"worker ran out of memory under its {self.limits.memory_mb} MiB cap"
+            return self._end(slot, TaskStatus.CRASH, message, kill=True, peak=peak)
+        if "error" in reply:
+            return self._end(slot, TaskStatus.ERROR, reply["error"], peak=peak)
+        return self._end(slot, TaskStatus.DONE, None, payload=reply["payload"], peak=peak)
+
+    @staticmethod
+    def _end(
+        slot: _Slot,
+        status: TaskStatus,
+        error: str | None,
+        *,
+        kill: bool = False,
+        payload: dict[str, Any] | None = None,
+        peak: float | None = None,
+    ) -> TaskResult:
+        result = TaskResult(
+            task=slot.task or {},
+            status=status,
+            payload=payload,
+            error=error,
+            peak_rss_mb=peak,
+            duration_s=time.monotonic() - slot.started,
+        )
+        if kill:  # a worker that died, hung or blew its cap is not reused
+            slot.stop()
+        slot.task = None
+        return result
+
+
+class _Slot:
+    """One worker process, its pipe, and the task it is running."""
+
+    def __init__(self) -> None:
+        self.process: Any = None
+        self.connection: Connection = None  # type: ignore[assignment]
+        self.task: dict[str, Any] | None = None
+        self.started = 0.0
+
+    def start(self, context: Any, target: str, memory_mb: int | None) -> None:
+        parent_end, child_end = context.Pipe()
+        self.process = context.Process(
+            target=_worker_main, args=(child_end, target, memory_mb), daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        self.connection = parent_end
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        self.process = None
+
+
+def _death_message(slot: _Slot) -> str:
+    slot.process.join(timeout=1)
+    code = slot.process.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker died from {name}"
+    return f"worker exited with code {code} before replying"
+
+
+def _rss_mb(pid: int) -> float | None:
+    return _status_field_mb(f"/proc/{pid}/status", "VmRSS:")
+
+
+def _status_field_mb(path: str, field: str) -> float | None:
+    try:
+        with open(path, encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _worker_main(connection: Connection, target: str, memory_mb: int | None) -> None:
+    """Serve tasks until the pipe closes. Runs in the worker process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
+    if memory_mb is not None:
+        # A hard cap on heap and anonymous mappings: an allocation beyond it fails at once
+        # (MemoryError) instead of pushing the machine into swap before the parent notices.
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    function = _import_target(target)
+    while True:
+        try:
+            task = json.loads(connection.recv_bytes())
+        except EOFError:
+            return
+        connection.send_bytes(json.dumps(_run_task(function, task)).encode())
+
+
+def _run_task(function: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any]) -> dict:
+    _reset_peak_rss()
+    try:
+        reply: dict[str, Any] = {"payload": function(task)}
+    except MemoryError:
+        reply = {"out_of_memory": True}
+    except Exception:  # a bug in the task function; the campaign records it and goes on
+        reply = {"error": traceback.format_exc()}
+    reply["peak_rss_mb"] = _status_field_mb("/proc/self/status", "VmHWM:")
+    return reply
+
+
+def _reset_peak_rss() -> None:
+    # Writing 5 to clear_refs resets VmHWM (Linux >= 4.0), so the peak is this task's own.
+    with contextlib.suppress(OSError), open(f"/proc/{os.getpid()}/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def _import_target(target: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
