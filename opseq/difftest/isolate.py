@@ -12,6 +12,8 @@ Tasks and results are JSON objects: nothing is unpickled from a worker.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib
 import json
 import logging
@@ -224,6 +226,7 @@ def _status_field_mb(path: str, field: str) -> float | None:
 def _worker_main(connection: Connection, target: str, memory_mb: int | None) -> None:
     """Serve tasks until the pipe closes. Runs in the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
+    _die_with_parent()
     if memory_mb is not None:
         # A hard cap on heap and anonymous mappings: an allocation beyond it fails at once
         # (MemoryError) instead of pushing the machine into swap before the parent notices.
@@ -248,6 +251,21 @@ def _run_task(function: Callable[[dict[str, Any]], dict[str, Any]], task: dict[s
         reply = {"error": traceback.format_exc()}
     reply["peak_rss_mb"] = _status_field_mb("/proc/self/status", "VmHWM:")
     return reply
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this worker when its parent dies, even by SIGKILL.
+
+    Without it, a worker stuck in a hanging conversion would outlive a killed campaign forever.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _reset_peak_rss() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from opseq.difftest.isolate import Limits, TaskStatus, WorkerPool
@@ -46,3 +48,48 @@ def test_pool_parallel_workers_overlap():
     with WorkerPool(f"{TASKS}:dispatch", workers=2, limits=Limits(timeout_s=3)) as pool:
         first = next(pool.map_unordered(tasks))
     assert first.task["function"] == "echo"  # not stuck behind the hanging task
+
+
+def test_worker_dies_with_killed_parent(tmp_path):
+    # A parent process that starts a pool on a hanging task and is then SIGKILLed.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(
+        "from opseq.difftest.isolate import Limits, WorkerPool\n"
+        "if __name__ == '__main__':\n"
+        "    limits = Limits(timeout_s=600)\n"
+        "    target = 'tests.campaign.worker_tasks:hang'\n"
+        "    with WorkerPool(target, workers=1, limits=limits) as pool:\n"
+        "        next(pool.map_unordered([{}]))\n"
+    )
+    root = str(Path(__file__).resolve().parents[2])  # the worker imports tests.campaign
+    env = {**os.environ, "PYTHONPATH": root}
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=root, env=env)
+    deadline = time.monotonic() + 30
+    workers = []
+    while not workers and time.monotonic() < deadline:
+        time.sleep(0.2)
+        out = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True)
+        workers = [int(pid) for pid in out.stdout.split()]
+    assert workers, "the pool never started a worker"
+    time.sleep(3)  # let the worker import its target and take the task
+    assert all(_alive(pid) for pid in workers)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and all(os.path.exists(f"/proc/{pid}") for pid in workers):
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in workers)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "State:\tZ" not in status.read()
+    except FileNotFoundError:
+        return False
