@@ -74,8 +74,8 @@ class ManifestRow:
             "outcome": self.outcome.value,
             "converter": self.converter,
             "source": self.source,
-            "max_abs_diff": _json_float(self.max_abs_diff),
-            "max_rel_diff": _json_float(self.max_rel_diff),
+            "max_abs_diff": _contract_float(self.max_abs_diff),
+            "max_rel_diff": _contract_float(self.max_rel_diff),
             "error": self.error,
         }
         row.update((k, v) for k, v in self.extra.items() if k not in row)
@@ -286,10 +286,19 @@ def _drop_truncated_tail(path: Path) -> None:
 
 
 def _json_float(value: float | None) -> float | str | None:
-    # JSON has no inf/nan; differences can be infinite (shape mismatch) or NaN.
+    """Finite floats as they are; inf and nan (no JSON for them) as strings, for quantiles."""
     if value is None or math.isfinite(value):
         return value
     return str(value)
+
+
+def _contract_float(value: float | None) -> float | None:
+    """Write a diff column of the contract, "float or null".
+
+    A non-finite difference (a shape or NaN/Inf disagreement) is written as null; the row's
+    per-output comparisons say which.
+    """
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _parse_float(value: Any) -> float | None:

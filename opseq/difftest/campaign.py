@@ -9,7 +9,6 @@ asked to keep weights) under ``models/``.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import time
@@ -24,7 +23,7 @@ from opseq.corpus import ManifestRow, ManifestWriter, manifest_path, read_manife
 from opseq.difftest.isolate import Limits, TaskResult, TaskStatus, WorkerPool
 from opseq.errors import ConfigError
 from opseq.outcomes import Outcome, Stage
-from opseq.sources import Framework, get_source
+from opseq.sources import get_source
 from opseq.strip import strip_weights
 
 __all__ = ["CampaignConfig", "check_campaign", "iter_campaign", "plan_campaign", "run_case"]
@@ -73,7 +72,6 @@ def check_campaign(config: CampaignConfig) -> None:
             f"converter {converter.name!r} converts {converter.framework.value} models; "
             f"source {source.name!r} builds {source.framework.value} models"
         )
-    _check_framework_installed(source.framework)
     _check_writable(config.out_dir)
 
 
@@ -153,8 +151,9 @@ def _row_from_result(result: TaskResult) -> ManifestRow:
 
 
 def _provenance(task: dict[str, Any]) -> dict[str, Any]:
-    keys = ("case", "seed", "opset", "n_inputs", "atol", "rtol")
-    return {key: task[key] for key in keys}
+    keys = ("case", "seed", "n_inputs", "atol", "rtol")
+    # "opset" is the one the converted model really has (the oracle's); this is the one asked.
+    return {**{key: task[key] for key in keys}, "opset_requested": task["opset"]}
 
 
 def run_case(task: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +185,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
     details = {
         k: v
         for k, v in result.to_dict().items()
-        if k not in ("outcome", "max_abs_diff", "max_rel_diff")
+        if k not in ("schema_version", "outcome", "max_abs_diff", "max_rel_diff")
     }
     return ManifestRow(
         id=task["id"],
@@ -220,7 +219,12 @@ def _generate_failure(task: dict[str, Any], error: Exception, seconds: float) ->
 def _store_model(model: onnx.ModelProto, task: dict[str, Any]) -> str:
     """Write the converted model under models/ (atomically); return its manifest-relative path."""
     stored = model if task["keep_weights"] else strip_weights(model)
-    relative = Path(MODELS_DIR) / task["source"] / task["converter"] / f"{_safe(task['case'])}.onnx"
+    relative = (
+        Path(MODELS_DIR)
+        / _safe(task["source"])
+        / _safe(task["converter"])
+        / f"{_safe(task['case'])}.onnx"
+    )
     target = Path(task["out_dir"]) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
@@ -231,18 +235,6 @@ def _store_model(model: onnx.ModelProto, task: dict[str, Any]) -> str:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _check_framework_installed(framework: Framework) -> None:
-    from opseq.errors import MissingDependencyError
-
-    module, extra = (
-        ("torch", "torch") if framework is Framework.TORCH else ("tensorflow", "tensorflow")
-    )
-    if importlib.util.find_spec(module) is None:
-        raise MissingDependencyError(
-            f"{module} is not installed; install it with: pip install 'opseq[{extra}]'"
-        )
 
 
 def _check_writable(out_dir: Path) -> None:

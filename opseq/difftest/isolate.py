@@ -34,6 +34,7 @@ __all__ = ["Limits", "TaskResult", "TaskStatus", "WorkerPool"]
 logger = logging.getLogger(__name__)
 
 _POLL_S = 0.1
+_GRACE_S = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +86,7 @@ class WorkerPool:
 
     def __exit__(self, *exc_info: object) -> None:
         for slot in self._slots:
-            slot.stop()
+            slot.stop(graceful=slot.task is None)
 
     def map_unordered(self, tasks: Iterable[dict[str, Any]]) -> Iterator[TaskResult]:
         """Run every task; yield each result as soon as it is known."""
@@ -185,14 +186,17 @@ class _Slot:
         child_end.close()
         self.connection = parent_end
 
-    def stop(self) -> None:
+    def stop(self, *, graceful: bool = False) -> None:
+        """End the worker: an idle one by closing its pipe (it exits cleanly), else by SIGKILL."""
         if self.process is None:
             return
+        with contextlib.suppress(OSError):
+            self.connection.close()
+        if graceful:
+            self.process.join(timeout=_GRACE_S)
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
-        with contextlib.suppress(OSError):
-            self.connection.close()
         self.process = None
 
 

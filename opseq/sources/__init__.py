@@ -7,6 +7,8 @@ Built-in sources are looked up by name; any other source is named ``package.modu
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from opseq.errors import ConfigError
 from opseq.sources.base import Framework, InputSpec, ModelCase, Source, make_inputs
@@ -42,6 +44,10 @@ def get_source(name: str) -> Source:
             f"unknown source {name!r}; known: {', '.join(SOURCES)}, or module:attribute"
         )
     module_name, _, attribute = spec.partition(":")
+    if name not in SOURCES and os.getcwd() not in sys.path:
+        # Like ``python -m``: a plugin module in the current directory is found (workers
+        # inherit the search path).
+        sys.path.insert(0, os.getcwd())
     try:
         source = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as e:

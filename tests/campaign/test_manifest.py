@@ -54,20 +54,22 @@ def test_manifest_truncated_last_line_skipped_then_cut_before_append(tmp_path):
     assert path.read_text().count("\n") == 3
 
 
-def test_manifest_infinite_diff_written_as_valid_json(tmp_path):
+def test_manifest_infinite_diff_written_as_null(tmp_path):
+    # DESIGN.md: max_abs_diff is "float or null"; JSON has no inf.
+    infinite = ManifestRow(
+        id="x",
+        outcome=Outcome.MISMATCH,
+        converter="c",
+        source="s",
+        max_abs_diff=float("inf"),
+        max_rel_diff=float("nan"),
+    )
     with ManifestWriter(tmp_path) as writer:
-        writer.append(
-            ManifestRow(
-                id="x",
-                outcome=Outcome.MISMATCH,
-                converter="c",
-                source="s",
-                max_abs_diff=float("inf"),
-            )
-        )
+        writer.append(infinite)
     (loaded,) = read_manifest(tmp_path)
-    assert loaded.max_abs_diff == float("inf")
-    assert '"max_abs_diff": "inf"' in (tmp_path / "manifest.jsonl").read_text()
+    assert (loaded.max_abs_diff, loaded.max_rel_diff) == (None, None)
+    assert loaded.outcome is Outcome.MISMATCH
+    assert json.loads((tmp_path / "manifest.jsonl").read_text())["max_abs_diff"] is None
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,489 @@
+"""The differential-testing oracle: convert one case, run both sides, compare, and attribute blame.
+
+`run_difftest` goes through the stages in order and stops at the first that fails; a failure of
+the system under test (converter, ONNX Runtime, the framework model) is recorded as a
+`StageFailure` on the result, never raised. Only a bug in opseq (or a `MemoryError`, left for the
+worker to handle) propagates.
+
+Stages and outcomes:
+
+1. convert: ``converter.convert`` raises -> ``convert_fail``.
+2. load: ONNX Runtime refuses the model -> ``load_fail``.
+3. run: ONNX Runtime, then the framework, on the ``n_inputs`` input sets; either raising ->
+   ``run_fail`` (a framework failure says so: ``"framework (torch) failed: ..."``).
+4. compare: per output, merged over the input sets -> ``ok`` or ``mismatch`` by `is_mismatch`.
+
+Blame, for mismatches only (see `Blame` and `decide_blame`): ONNX Runtime is re-run without graph
+optimisations, and, unless that already agrees with the framework, the model is run in the ONNX
+reference evaluator (skipped, with the reason recorded, if the evaluator raises). Both re-run only
+the input set on which the framework and ONNX Runtime disagree most
+(``blame_evidence["input_set"]``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import onnx
+
+from opseq.difftest.compare import (
+    OutputComparison,
+    Tolerance,
+    compare_outputs,
+    from_json_float,
+    is_mismatch,
+    merge_comparisons,
+    to_json_float,
+)
+from opseq.difftest.convert import Converter, default_opset
+from opseq.difftest.execute import (
+    create_session,
+    median_latency_ms,
+    run_framework,
+    run_onnxruntime,
+    run_reference,
+)
+from opseq.errors import ConfigError
+from opseq.outcomes import Blame, Outcome, Stage
+from opseq.sources.base import ModelCase, make_inputs
+
+__all__ = ["DiffTestResult", "StageFailure", "decide_blame", "run_difftest"]
+
+SCHEMA_VERSION = 1
+MESSAGE_LIMIT = 500
+TRACEBACK_LIMIT = 20_000
+
+# Blame evidence: pairs of evaluators compared, keyed as in `DiffTestResult.blame_evidence`.
+BLAME_PAIRS: dict[str, tuple[str, str]] = {
+    "framework_vs_noopt": ("framework", "noopt"),
+    "framework_vs_reference": ("framework", "reference"),
+    "onnxruntime_vs_noopt": ("onnxruntime", "noopt"),
+    "onnxruntime_vs_reference": ("onnxruntime", "reference"),
+    "noopt_vs_reference": ("noopt", "reference"),
+}
+
+_T = TypeVar("_T")
+Outputs = list[list[np.ndarray]]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageFailure:
+    """An exception at one stage of a conversion test.
+
+    Attributes:
+        stage: Where it happened.
+        message: ``"<ExceptionType>: <first line of the message>"``, at most 500 characters,
+            possibly prefixed with who failed (``"framework (torch) failed: "``).
+        traceback: The formatted traceback; only its last 20,000 characters are kept.
+    """
+
+    stage: Stage
+    message: str
+    traceback: str
+
+    @classmethod
+    def from_exception(cls, stage: Stage, exc: BaseException, *, prefix: str = "") -> StageFailure:
+        """Describe `exc`, raised at `stage`."""
+        lines = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+        message = (prefix + (lines[0] if lines else type(exc).__name__))[:MESSAGE_LIMIT]
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if len(trace) > TRACEBACK_LIMIT:
+            trace = "...[truncated]\n" + trace[-TRACEBACK_LIMIT:]
+        return cls(stage=stage, message=message, traceback=trace)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict."""
+        return {"stage": self.stage.value, "message": self.message, "traceback": self.traceback}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StageFailure:
+        """Build a failure from `to_dict` output."""
+        return cls(stage=Stage(data["stage"]), message=data["message"], traceback=data["traceback"])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiffTestResult:
+    """The outcome of one conversion test, with every measurement behind it.
+
+    Attributes:
+        outcome: ok, mismatch, or the stage that failed (or timeout/crash, set by a worker).
+        blame: Who a mismatch is attributed to; None unless the outcome is a mismatch and
+            blame was attributed.
+        failure: The exception that ended the test, for failure outcomes.
+        comparisons: Framework (expected) vs ONNX Runtime (actual), one per output, merged over
+            the input sets.
+        max_abs_diff: Maximum over `comparisons` (``inf`` on a shape disagreement); None when
+            nothing was compared.
+        max_rel_diff: Likewise for the relative difference.
+        tolerance: The rule that labelled ok/mismatch.
+        opset: The default-domain opset the converted model really imports (may differ from the
+            one asked for).
+        producer_name: ``producer_name`` of the converted model.
+        onnx_size: Serialised size of the converted model, in bytes.
+        latency_framework_ms: Median latency of the framework on the first input set.
+        latency_onnxruntime_ms: Median latency of ONNX Runtime (optimised, single-threaded).
+        seed: Seed of the input sets.
+        n_inputs: Number of input sets.
+        versions: Package versions: onnx, onnxruntime and the converter's.
+        durations: Seconds spent per stage: ``convert``, ``load``, ``run``, ``compare``,
+            and ``blame``, ``latency`` when they ran.
+        blame_evidence: Empty unless blame was attributed; then ``max_abs_diff`` and
+            ``mismatch`` map each key of `BLAME_PAIRS` (e.g. ``framework_vs_noopt``) to the
+            max abs difference and mismatch flag of that pair, or None when not run, and
+            ``skipped`` maps ``noopt``/``reference`` to why it did not run.
+        model: The converted model; not serialised by `to_dict`.
+    """
+
+    outcome: Outcome
+    blame: Blame | None = None
+    failure: StageFailure | None = None
+    comparisons: tuple[OutputComparison, ...] = ()
+    max_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    opset: int | None = None
+    producer_name: str | None = None
+    onnx_size: int | None = None
+    latency_framework_ms: float | None = None
+    latency_onnxruntime_ms: float | None = None
+    seed: int = 0
+    n_inputs: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+    durations: dict[str, float] = field(default_factory=dict)
+    blame_evidence: dict[str, Any] = field(default_factory=dict)
+    model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict without the model (non-finite floats as strings)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "outcome": self.outcome.value,
+            "blame": None if self.blame is None else self.blame.value,
+            "failure": None if self.failure is None else self.failure.to_dict(),
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "max_abs_diff": to_json_float(self.max_abs_diff),
+            "max_rel_diff": to_json_float(self.max_rel_diff),
+            "tolerance": self.tolerance.to_dict(),
+            "opset": self.opset,
+            "producer_name": self.producer_name,
+            "onnx_size": self.onnx_size,
+            "latency_framework_ms": to_json_float(self.latency_framework_ms),
+            "latency_onnxruntime_ms": to_json_float(self.latency_onnxruntime_ms),
+            "seed": self.seed,
+            "n_inputs": self.n_inputs,
+            "versions": dict(self.versions),
+            "durations": dict(self.durations),
+            "blame_evidence": self.blame_evidence,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DiffTestResult:
+        """Build a result from `to_dict` output (without the model)."""
+        return cls(
+            outcome=Outcome(data["outcome"]),
+            blame=None if data.get("blame") is None else Blame(data["blame"]),
+            failure=None
+            if data.get("failure") is None
+            else StageFailure.from_dict(data["failure"]),
+            comparisons=tuple(OutputComparison.from_dict(c) for c in data.get("comparisons", ())),
+            max_abs_diff=from_json_float(data.get("max_abs_diff")),
+            max_rel_diff=from_json_float(data.get("max_rel_diff")),
+            tolerance=Tolerance.from_dict(data.get("tolerance", {})),
+            opset=data.get("opset"),
+            producer_name=data.get("producer_name"),
+            onnx_size=data.get("onnx_size"),
+            latency_framework_ms=from_json_float(data.get("latency_framework_ms")),
+            latency_onnxruntime_ms=from_json_float(data.get("latency_onnxruntime_ms")),
+            seed=int(data.get("seed", 0)),
+            n_inputs=int(data.get("n_inputs", 0)),
+            versions=dict(data.get("versions", {})),
+            durations=dict(data.get("durations", {})),
+            blame_evidence=dict(data.get("blame_evidence", {})),
+        )
+
+
+def run_difftest(
+    case: ModelCase,
+    converter: Converter,
+    *,
+    opset: int = 17,
+    n_inputs: int = 10,
+    seed: int = 0,
+    tolerance: Tolerance = Tolerance(),  # noqa: B008 -- frozen, so a shared default is safe
+    attribute_blame: bool = True,
+    latency_repeats: int = 5,
+) -> DiffTestResult:
+    """Convert `case` with `converter` and test the ONNX model against the framework.
+
+    Args:
+        case: The framework model and its inputs.
+        converter: The converter under test.
+        opset: The default-domain opset to ask the converter for.
+        n_inputs: How many random input sets to compare on (at least 1).
+        seed: Seed of the input sets (`make_inputs`).
+        tolerance: The rule that labels the differences ok or mismatch.
+        attribute_blame: Re-run a mismatching model other ways to attribute blame.
+        latency_repeats: Timed runs of the first input set, per side; 0 skips timing.
+
+    Returns:
+        The result; failures of the converter, ONNX Runtime or the framework are outcomes.
+
+    Raises:
+        ConfigError: If `n_inputs` is below 1.
+    """
+    if n_inputs < 1:
+        raise ConfigError(f"n_inputs must be >= 1, got {n_inputs}")
+    durations: dict[str, float] = {}
+    common: dict[str, Any] = {
+        "tolerance": tolerance,
+        "seed": seed,
+        "n_inputs": n_inputs,
+        "versions": _versions(converter),
+        "durations": durations,
+    }
+    model, error = _attempt(durations, "convert", lambda: converter.convert(case, opset=opset))
+    if error is not None:
+        return _failed(
+            Outcome.CONVERT_FAIL, StageFailure.from_exception(Stage.CONVERT, error), common
+        )
+    common.update(_model_facts(model))
+    session, error = _attempt(durations, "load", lambda: create_session(model))
+    if error is not None:
+        return _failed(Outcome.LOAD_FAIL, StageFailure.from_exception(Stage.LOAD, error), common)
+    feeds = make_inputs(case.inputs, count=n_inputs, seed=seed)
+    outputs, failure = _run_both(case, session, feeds, durations)
+    if failure is not None:
+        return _failed(Outcome.RUN_FAIL, failure, common)
+    expected, actual = outputs
+    names = [o.name for o in session.get_outputs()]
+    result = _judge(
+        model,
+        feeds,
+        expected,
+        actual,
+        names=names,
+        tolerance=tolerance,
+        attribute_blame=attribute_blame,
+        durations=durations,
+    )
+    latencies = _latencies(case, session, feeds[:1], latency_repeats, durations)
+    return DiffTestResult(**result, **latencies, **common)
+
+
+def decide_blame(
+    *,
+    framework_vs_noopt: bool | None,
+    framework_vs_reference: bool | None,
+    onnxruntime_vs_noopt: bool | None,
+    onnxruntime_vs_reference: bool | None,
+    noopt_vs_reference: bool | None,
+) -> Blame:
+    """Attribute a mismatch between the framework and optimised ONNX Runtime.
+
+    Each argument says whether that pair of evaluators mismatches under the tolerance, or is
+    None when one of them did not run. ``noopt`` is ONNX Runtime without graph optimisations,
+    ``reference`` the ONNX reference evaluator.
+
+    Args:
+        framework_vs_noopt: Framework vs unoptimised ONNX Runtime.
+        framework_vs_reference: Framework vs the reference evaluator.
+        onnxruntime_vs_noopt: Optimised vs unoptimised ONNX Runtime.
+        onnxruntime_vs_reference: Optimised ONNX Runtime vs the reference evaluator.
+        noopt_vs_reference: Unoptimised ONNX Runtime vs the reference evaluator.
+
+    Returns:
+        ``runtime-optimizer`` if unoptimised ONNX Runtime agrees with the framework; else
+        ``runtime`` if the reference evaluator does; else ``converter`` if all three ONNX
+        evaluators ran and agree with each other; else ``unknown``.
+
+    Examples:
+        >>> decide_blame(framework_vs_noopt=True, framework_vs_reference=None,
+        ...              onnxruntime_vs_noopt=False, onnxruntime_vs_reference=None,
+        ...              noopt_vs_reference=None).value
+        'unknown'
+    """
+    if framework_vs_noopt is False:
+        return Blame.RUNTIME_OPTIMIZER
+    if framework_vs_reference is False:
+        return Blame.RUNTIME
+    evaluators = (onnxruntime_vs_noopt, onnxruntime_vs_reference, noopt_vs_reference)
+    if all(flag is False for flag in evaluators):
+        return Blame.CONVERTER
+    return Blame.UNKNOWN
+
+
+def _attempt(
+    durations: dict[str, float], key: str, call: Callable[[], _T]
+) -> tuple[_T | None, Exception | None]:
+    """Call `call`, adding its wall time to ``durations[key]``; return (value, exception)."""
+    start = time.perf_counter()
+    try:
+        return call(), None
+    except MemoryError:
+        raise
+    except Exception as exc:  # a failure of the system under test is a result
+        return None, exc
+    finally:
+        durations[key] = durations.get(key, 0.0) + time.perf_counter() - start
+
+
+def _run_both(case, session, feeds, durations):
+    actual, error = _attempt(durations, "run", lambda: run_onnxruntime(session, feeds))
+    if error is not None:
+        return None, StageFailure.from_exception(Stage.RUN, error)
+    expected, error = _attempt(durations, "run", lambda: run_framework(case, feeds))
+    if error is not None:
+        prefix = f"framework ({case.framework.value}) failed: "
+        return None, StageFailure.from_exception(Stage.RUN, error, prefix=prefix)
+    return (expected, actual), None
+
+
+def _judge(model, feeds, expected, actual, *, names, tolerance, attribute_blame, durations):
+    start = time.perf_counter()
+    per_input = [compare_outputs(e, a, names=names) for e, a in zip(expected, actual, strict=True)]
+    comparisons = merge_comparisons(per_input)
+    mismatch = is_mismatch(comparisons, tolerance)
+    durations["compare"] = time.perf_counter() - start
+    blame, evidence = None, {}
+    if mismatch and attribute_blame:
+        # Blame re-runs the model (the reference evaluator is slow numpy) on one input set: the
+        # one where the framework and ONNX Runtime disagree most.
+        worst = max(
+            range(len(per_input)), key=lambda i: _worst_disagreement(per_input[i], tolerance)
+        )
+        start = time.perf_counter()
+        blame, evidence = _attribute_blame(
+            model,
+            feeds[worst : worst + 1],
+            expected[worst : worst + 1],
+            actual[worst : worst + 1],
+            names,
+            tolerance,
+        )
+        evidence["input_set"] = worst
+        durations["blame"] = time.perf_counter() - start
+    return {
+        "outcome": Outcome.MISMATCH if mismatch else Outcome.OK,
+        "blame": blame,
+        "blame_evidence": evidence,
+        "comparisons": comparisons,
+        "max_abs_diff": _overall_max(comparisons, "max_abs_diff"),
+        "max_rel_diff": _overall_max(comparisons, "max_rel_diff"),
+    }
+
+
+def _worst_disagreement(comparisons: Sequence[OutputComparison], tolerance: Tolerance) -> tuple:
+    """Sort key: structural mismatches first, then the largest finite max abs diff."""
+    largest = _overall_max(comparisons, "max_abs_diff") or 0.0
+    return (is_mismatch(comparisons, tolerance), largest if largest == largest else float("inf"))
+
+
+def _compare(expected: Outputs, actual: Outputs, names: Sequence[str]):
+    per_input = [compare_outputs(e, a, names=names) for e, a in zip(expected, actual, strict=True)]
+    return merge_comparisons(per_input)
+
+
+def _overall_max(comparisons: Sequence[OutputComparison], attribute: str) -> float | None:
+    return max((getattr(c, attribute) for c in comparisons), default=None)
+
+
+def _attribute_blame(model, feeds, expected, actual, names, tolerance):
+    """Re-run the model without optimisations and in the reference evaluator; decide blame."""
+    outputs: dict[str, Outputs] = {"framework": expected, "onnxruntime": actual}
+    skipped: dict[str, str] = {}
+    _run_evaluator(
+        outputs,
+        skipped,
+        "noopt",
+        "onnxruntime without optimisations",
+        lambda: run_onnxruntime(create_session(model, optimize=False), feeds),
+    )
+    measured = _measure_pairs(outputs, names, tolerance)
+    if measured["framework_vs_noopt"] is not None and not measured["framework_vs_noopt"][1]:
+        skipped["reference"] = "not needed: onnxruntime without optimisations agrees"
+    else:
+        _run_evaluator(
+            outputs,
+            skipped,
+            "reference",
+            "reference evaluator",
+            lambda: run_reference(model, feeds),
+        )
+        measured = _measure_pairs(outputs, names, tolerance)
+    blame = decide_blame(**{k: None if v is None else v[1] for k, v in measured.items()})
+    evidence = {
+        "max_abs_diff": {
+            k: None if v is None else to_json_float(v[0]) for k, v in measured.items()
+        },
+        "mismatch": {k: None if v is None else v[1] for k, v in measured.items()},
+        "skipped": skipped,
+    }
+    return blame, evidence
+
+
+def _run_evaluator(outputs, skipped, key: str, label: str, call: Callable[[], Outputs]) -> None:
+    value, error = _attempt({}, key, call)
+    if error is None:
+        outputs[key] = value
+    else:
+        skipped[key] = StageFailure.from_exception(
+            Stage.RUN, error, prefix=f"{label} failed: "
+        ).message
+
+
+def _measure_pairs(outputs, names, tolerance) -> dict[str, tuple[float | None, bool] | None]:
+    measured: dict[str, tuple[float | None, bool] | None] = {}
+    for key, (first, second) in BLAME_PAIRS.items():
+        if first in outputs and second in outputs:
+            comparisons = _compare(outputs[first], outputs[second], names)
+            measured[key] = (
+                _overall_max(comparisons, "max_abs_diff"),
+                is_mismatch(comparisons, tolerance),
+            )
+        else:
+            measured[key] = None
+    return measured
+
+
+def _latencies(case, session, first, repeats: int, durations) -> dict[str, float | None]:
+    if repeats < 1:
+        return {"latency_framework_ms": None, "latency_onnxruntime_ms": None}
+    start = time.perf_counter()
+    framework_ms = _latency(lambda: run_framework(case, first), repeats)
+    onnxruntime_ms = _latency(lambda: run_onnxruntime(session, first), repeats)
+    durations["latency"] = time.perf_counter() - start
+    return {"latency_framework_ms": framework_ms, "latency_onnxruntime_ms": onnxruntime_ms}
+
+
+def _latency(call: Callable[[], object], repeats: int) -> float | None:
+    """Median latency of `call`, or None if it fails (it just succeeded on the same input)."""
+    value, _ = _attempt({}, "latency", lambda: median_latency_ms(call, repeats=repeats))
+    return value
+
+
+def _failed(outcome: Outcome, failure: StageFailure, common: dict[str, Any]) -> DiffTestResult:
+    return DiffTestResult(outcome=outcome, failure=failure, **common)
+
+
+def _model_facts(model: onnx.ModelProto) -> dict[str, Any]:
+    return {
+        "opset": default_opset(model),
+        "producer_name": model.producer_name or None,
+        "onnx_size": model.ByteSize(),
+        "model": model,
+    }
+
+
+def _versions(converter: Converter) -> dict[str, str]:
+    versions = {}
+    for name in ("onnx", "onnxruntime"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return {**versions, **converter.versions()}
