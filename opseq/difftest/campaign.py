@@ -31,6 +31,7 @@ __all__ = ["CampaignConfig", "check_campaign", "iter_campaign", "plan_campaign",
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
+LOGS_DIR = "logs"
 _WORKER_TARGET = "opseq.difftest.campaign:run_case"
 
 
@@ -94,7 +95,9 @@ def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterat
     limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_mb)
     with (
         ManifestWriter(config.out_dir) as writer,
-        WorkerPool(_WORKER_TARGET, workers=config.workers, limits=limits) as pool,
+        WorkerPool(
+            _WORKER_TARGET, workers=config.workers, limits=limits, log_dir=config.out_dir / LOGS_DIR
+        ) as pool,
     ):
         for result in pool.map_unordered(tasks):
             row = _row_from_result(result)

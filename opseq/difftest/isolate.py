@@ -19,14 +19,15 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import signal
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 __all__ = ["Limits", "TaskResult", "TaskStatus", "WorkerPool"]
@@ -39,7 +40,13 @@ _GRACE_S = 5.0
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Limits:
-    """Per-task limits: wall-clock seconds, and the worker's memory in MiB (None: no cap)."""
+    """Per-task limits: wall-clock seconds, and the worker's resident memory in MiB (None: no cap).
+
+    The memory cap is on resident memory, watched by the parent every 0.1 s. Address-space or
+    data-segment limits (``RLIMIT_AS``, ``RLIMIT_DATA``) are not used: TensorFlow reserves far more
+    virtual memory than it touches, and under an 8 GiB data limit tf2onnx segfaulted converting
+    ResNet50, which needs 6.3 GiB resident.
+    """
 
     timeout_s: float = 600.0
     memory_mb: int | None = 8192
@@ -74,12 +81,16 @@ class WorkerPool:
             dict. It is imported in each worker.
         workers: Number of worker processes.
         limits: Deadline and memory cap per task.
+        log_dir: If given, each worker's stdout and stderr (native libraries' output too) go to
+            ``worker-<n>.log`` there instead of the terminal.
     """
 
-    def __init__(self, target: str, *, workers: int, limits: Limits) -> None:
-        self.target, self.limits = target, limits
+    def __init__(
+        self, target: str, *, workers: int, limits: Limits, log_dir: Path | None = None
+    ) -> None:
+        self.target, self.limits, self.log_dir = target, limits, log_dir
         self._context = multiprocessing.get_context("spawn")
-        self._slots = [_Slot() for _ in range(max(1, workers))]
+        self._slots = [_Slot(index) for index in range(max(1, workers))]
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -111,7 +122,8 @@ class WorkerPool:
 
     def _dispatch(self, slot: _Slot, task: dict[str, Any]) -> None:
         if slot.process is None or not slot.process.is_alive():
-            slot.start(self._context, self.target, self.limits.memory_mb)
+            log = None if self.log_dir is None else self.log_dir / f"worker-{slot.index}.log"
+            slot.start(self._context, self.target, log)
         slot.task, slot.started = task, time.monotonic()
         slot.connection.send_bytes(json.dumps(task).encode())
 
@@ -171,16 +183,18 @@ class WorkerPool:
 class _Slot:
     """One worker process, its pipe, and the task it is running."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self.index = index
         self.process: Any = None
         self.connection: Connection = None  # type: ignore[assignment]
         self.task: dict[str, Any] | None = None
         self.started = 0.0
 
-    def start(self, context: Any, target: str, memory_mb: int | None) -> None:
+    def start(self, context: Any, target: str, log: Path | None) -> None:
         parent_end, child_end = context.Pipe()
+        log_path = None if log is None else str(log)
         self.process = context.Process(
-            target=_worker_main, args=(child_end, target, memory_mb), daemon=True
+            target=_worker_main, args=(child_end, target, log_path), daemon=True
         )
         self.process.start()
         child_end.close()
@@ -227,15 +241,12 @@ def _status_field_mb(path: str, field: str) -> float | None:
     return None
 
 
-def _worker_main(connection: Connection, target: str, memory_mb: int | None) -> None:
+def _worker_main(connection: Connection, target: str, log_path: str | None) -> None:
     """Serve tasks until the pipe closes. Runs in the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
     _die_with_parent()
-    if memory_mb is not None:
-        # A hard cap on heap and anonymous mappings: an allocation beyond it fails at once
-        # (MemoryError) instead of pushing the machine into swap before the parent notices.
-        limit = memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+    if log_path is not None:
+        _redirect_output(log_path)
     function = _import_target(target)
     while True:
         try:
@@ -255,6 +266,17 @@ def _run_task(function: Callable[[dict[str, Any]], dict[str, Any]], task: dict[s
         reply = {"error": traceback.format_exc()}
     reply["peak_rss_mb"] = _status_field_mb("/proc/self/status", "VmHWM:")
     return reply
+
+
+def _redirect_output(log_path: str) -> None:
+    """Send file descriptors 1 and 2 to the log, so converters' C++ output goes there too."""
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
 
 
 def _die_with_parent() -> None:

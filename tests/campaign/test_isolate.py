@@ -93,3 +93,11 @@ def _alive(pid: int) -> bool:
             return "State:\tZ" not in status.read()
     except FileNotFoundError:
         return False
+
+
+def test_worker_output_goes_to_log_dir(tmp_path, capfd):
+    with WorkerPool(f"{TASKS}:shout", workers=1, limits=Limits(), log_dir=tmp_path) as pool:
+        (result,) = pool.map_unordered([{}])
+    assert result.status is TaskStatus.DONE
+    assert (tmp_path / "worker-0.log").read_text() == "from python\nfrom native code\n"
+    assert "from native code" not in capfd.readouterr().err
