@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--workers", default=str(os.cpu_count() or 1))
     parser.add_argument("--inputs", default="10")
     parser.add_argument("--timeout", default="900")
-    parser.add_argument("--memory-cap", default="8192")
+    parser.add_argument("--memory-cap", default=None, help="MiB per worker (default: opseq's)")
     args = parser.parse_args()
     timings = []
     for source, converter in CAMPAIGNS:
@@ -57,8 +57,7 @@ def main() -> None:
                 args.inputs,
                 "--timeout",
                 args.timeout,
-                "--memory-cap",
-                args.memory_cap,
+                *(["--memory-cap", args.memory_cap] if args.memory_cap else []),
             ]
         )
         timings.append((source, converter, time.perf_counter() - start, code))

@@ -32,6 +32,15 @@ logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
 LOGS_DIR = "logs"
+# One compute thread per worker, like the oracle's ONNX Runtime sessions: framework and runtime
+# latencies compare like with like, and W workers do not oversubscribe W cores.
+WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
 _WORKER_TARGET = "opseq.difftest.campaign:run_case"
 
 
@@ -54,6 +63,17 @@ class CampaignConfig:
     rtol: float | None = None
     attribute_blame: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_memory_cap(workers: int) -> int:
+    """80% of physical memory divided among the workers, in MiB (at least 1 GiB).
+
+    Examples:
+        >>> default_memory_cap(1) >= default_memory_cap(2) >= 1024
+        True
+    """
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1024, int(0.8 * physical / 2**20 / max(1, workers)))
 
 
 def check_campaign(config: CampaignConfig) -> None:
@@ -96,7 +116,11 @@ def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterat
     with (
         ManifestWriter(config.out_dir) as writer,
         WorkerPool(
-            _WORKER_TARGET, workers=config.workers, limits=limits, log_dir=config.out_dir / LOGS_DIR
+            _WORKER_TARGET,
+            workers=config.workers,
+            limits=limits,
+            log_dir=config.out_dir / LOGS_DIR,
+            environment=WORKER_ENVIRONMENT,
         ) as pool,
     ):
         for result in pool.map_unordered(tasks):
@@ -199,7 +223,13 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
         max_abs_diff=result.max_abs_diff,
         max_rel_diff=result.max_rel_diff,
         error=result.failure.message if result.failure else None,
-        extra={**_provenance(task), "metadata": case.metadata, **details},
+        extra={
+            **_provenance(task),
+            # With the seed, these regenerate the exact inputs (opseq.sources.make_inputs).
+            "input_specs": [spec.to_dict() for spec in case.inputs],
+            "metadata": case.metadata,
+            **details,
+        },
     ).to_dict()
 
 

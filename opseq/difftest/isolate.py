@@ -44,8 +44,8 @@ class Limits:
 
     The memory cap is on resident memory, watched by the parent every 0.1 s. Address-space or
     data-segment limits (``RLIMIT_AS``, ``RLIMIT_DATA``) are not used: TensorFlow reserves far more
-    virtual memory than it touches, and under an 8 GiB data limit tf2onnx segfaulted converting
-    ResNet50, which needs 6.3 GiB resident.
+    virtual memory than it touches, and under such a limit tf2onnx segfaults instead of failing
+    cleanly (seen converting ResNet50).
     """
 
     timeout_s: float = 600.0
@@ -83,12 +83,20 @@ class WorkerPool:
         limits: Deadline and memory cap per task.
         log_dir: If given, each worker's stdout and stderr (native libraries' output too) go to
             ``worker-<n>.log`` there instead of the terminal.
+        environment: Variables set in each worker before it imports `target`.
     """
 
     def __init__(
-        self, target: str, *, workers: int, limits: Limits, log_dir: Path | None = None
+        self,
+        target: str,
+        *,
+        workers: int,
+        limits: Limits,
+        log_dir: Path | None = None,
+        environment: dict[str, str] | None = None,
     ) -> None:
         self.target, self.limits, self.log_dir = target, limits, log_dir
+        self.environment = dict(environment or {})
         self._context = multiprocessing.get_context("spawn")
         self._slots = [_Slot(index) for index in range(max(1, workers))]
 
@@ -123,7 +131,7 @@ class WorkerPool:
     def _dispatch(self, slot: _Slot, task: dict[str, Any]) -> None:
         if slot.process is None or not slot.process.is_alive():
             log = None if self.log_dir is None else self.log_dir / f"worker-{slot.index}.log"
-            slot.start(self._context, self.target, log)
+            slot.start(self._context, self.target, log, self.environment)
         slot.task, slot.started = task, time.monotonic()
         slot.connection.send_bytes(json.dumps(task).encode())
 
@@ -154,7 +162,25 @@ class WorkerPool:
             return self._end(slot, TaskStatus.CRASH, message, kill=True, peak=peak)
         if "error" in reply:
             return self._end(slot, TaskStatus.ERROR, reply["error"], peak=peak)
-        return self._end(slot, TaskStatus.DONE, None, payload=reply["payload"], peak=peak)
+        result = self._end(slot, TaskStatus.DONE, None, payload=reply["payload"], peak=peak)
+        self._recycle_if_bloated(slot)
+        return result
+
+    def _recycle_if_bloated(self, slot: _Slot) -> None:
+        """Replace a worker that keeps over half the cap between tasks.
+
+        Frameworks keep memory after a task (TensorFlow never returns a converted graph's), so a
+        long-lived worker would charge one case's leftovers to the next; seen on the Keras zoo,
+        where four conversions left a worker holding several GiB before ResNet50 began.
+        """
+        rss = _rss_mb(slot.process.pid)
+        if (
+            self.limits.memory_mb is not None
+            and rss is not None
+            and rss > self.limits.memory_mb / 2
+        ):
+            logger.debug("recycling worker %d: %.0f MiB resident between tasks", slot.index, rss)
+            slot.stop(graceful=True)
 
     @staticmethod
     def _end(
@@ -190,11 +216,13 @@ class _Slot:
         self.task: dict[str, Any] | None = None
         self.started = 0.0
 
-    def start(self, context: Any, target: str, log: Path | None) -> None:
+    def start(
+        self, context: Any, target: str, log: Path | None, environment: dict[str, str]
+    ) -> None:
         parent_end, child_end = context.Pipe()
         log_path = None if log is None else str(log)
         self.process = context.Process(
-            target=_worker_main, args=(child_end, target, log_path), daemon=True
+            target=_worker_main, args=(child_end, target, log_path, environment), daemon=True
         )
         self.process.start()
         child_end.close()
@@ -241,10 +269,13 @@ def _status_field_mb(path: str, field: str) -> float | None:
     return None
 
 
-def _worker_main(connection: Connection, target: str, log_path: str | None) -> None:
+def _worker_main(
+    connection: Connection, target: str, log_path: str | None, environment: dict[str, str]
+) -> None:
     """Serve tasks until the pipe closes. Runs in the worker process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops workers
     _die_with_parent()
+    os.environ.update(environment)
     if log_path is not None:
         _redirect_output(log_path)
     function = _import_target(target)

@@ -101,3 +101,20 @@ def test_worker_output_goes_to_log_dir(tmp_path, capfd):
     assert result.status is TaskStatus.DONE
     assert (tmp_path / "worker-0.log").read_text() == "from python\nfrom native code\n"
     assert "from native code" not in capfd.readouterr().err
+
+
+def test_pool_recycles_worker_that_keeps_over_half_the_cap():
+    limits = Limits(timeout_s=30, memory_mb=800)
+    with WorkerPool(f"{TASKS}:keep", workers=1, limits=limits) as pool:
+        small = list(pool.map_unordered([{"megabytes": 10}, {"megabytes": 10}]))
+        large = list(pool.map_unordered([{"megabytes": 450}, {"megabytes": 450}]))
+    assert small[0].payload["pid"] == small[1].payload["pid"]  # kept: well under half the cap
+    assert large[0].payload["pid"] != large[1].payload["pid"]  # replaced: 450 MiB kept
+    assert all(r.status is TaskStatus.DONE for r in small + large)  # never over the cap
+
+
+def test_worker_environment_set_before_target_import():
+    env = {"OMP_NUM_THREADS": "1", "OPSEQ_TEST_MARK": "yes"}
+    with WorkerPool(f"{TASKS}:environment", workers=1, limits=Limits(), environment=env) as pool:
+        (result,) = pool.map_unordered([{"names": list(env)}])
+    assert result.payload == env

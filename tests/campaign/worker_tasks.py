@@ -43,3 +43,18 @@ def shout(task: dict) -> dict:
     print("from python", flush=True)
     os.write(2, b"from native code\n")
     return {}
+
+
+_kept: list[bytearray] = []
+
+
+def keep(task: dict) -> dict:
+    """Allocate `megabytes` and keep it after returning, as frameworks keep graphs."""
+    chunk = bytearray(task["megabytes"] * 2**20)
+    chunk[::4096] = b"x" * len(chunk[::4096])
+    _kept.append(chunk)
+    return {"pid": os.getpid()}
+
+
+def environment(task: dict) -> dict:
+    return {name: os.environ.get(name) for name in task["names"]}
