@@ -25,7 +25,6 @@ from opseq.corpus import read_manifest, tabulate_outcomes
 from opseq.difftest.campaign import (
     CampaignConfig,
     check_campaign,
-    default_memory_cap,
     iter_campaign,
     plan_campaign,
 )
@@ -156,7 +155,7 @@ def run_build(args: argparse.Namespace) -> ExitCode:
         n_inputs=args.inputs,
         workers=args.workers,
         timeout_s=args.timeout,
-        memory_mb=args.memory_cap or default_memory_cap(args.workers),
+        memory_mb=args.memory_cap,
         keep_weights=args.keep_weights,
         atol=args.atol,
         rtol=args.rtol,

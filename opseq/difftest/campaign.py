@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +57,11 @@ class CampaignConfig:
     n_inputs: int = 10
     workers: int = 1
     timeout_s: float = 600.0
-    memory_mb: int | None = 8192
+    memory_mb: int | None = None  # resident MiB per worker; None: `default_memory_cap`
     keep_weights: bool = False
     atol: float = 1e-7
     rtol: float | None = None
     attribute_blame: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def default_memory_cap(workers: int) -> int:
@@ -112,7 +111,8 @@ def plan_campaign(config: CampaignConfig) -> tuple[list[dict[str, Any]], int]:
 
 def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterator[ManifestRow]:
     """Run `tasks` in isolated workers; append and yield each row as its case finishes."""
-    limits = Limits(timeout_s=config.timeout_s, memory_mb=config.memory_mb)
+    memory_mb = config.memory_mb or default_memory_cap(config.workers)
+    limits = Limits(timeout_s=config.timeout_s, memory_mb=memory_mb)
     with (
         ManifestWriter(config.out_dir) as writer,
         WorkerPool(
