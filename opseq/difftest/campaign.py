@@ -197,6 +197,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
         raise
     except Exception as e:  # a source that cannot build a case is an outcome of the campaign
         return _generate_failure(task, e, time.perf_counter() - start)
+    generate_s = time.perf_counter() - start
     result = run_difftest(
         case,
         get_converter(task["converter"]),
@@ -214,6 +215,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
         for k, v in result.to_dict().items()
         if k not in ("schema_version", "outcome", "max_abs_diff", "max_rel_diff")
     }
+    details["durations"] = {"generate": generate_s, **details["durations"]}
     return ManifestRow(
         id=task["id"],
         model=model_path,

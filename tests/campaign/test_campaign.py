@@ -32,6 +32,7 @@ def test_campaign_records_rows_and_structure_only_models(tmp_path):
         assert row.max_abs_diff is not None and row.max_abs_diff < 1e-4
         assert row.extra["seed"] == 0 and row.extra["n_inputs"] == 3
         assert row.extra["peak_rss_mb"] > 0 and row.extra["opset"] == 17
+        assert set(row.extra["durations"]) >= {"generate", "convert", "load", "run", "compare"}
         assert row.extra["input_specs"][0]["name"] == {"mlp": "x", "conv": "image"}[case]
         model = tmp_path / row.model
         assert model.exists() and b"opseq.structure_only" in model.read_bytes()
