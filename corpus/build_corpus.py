@@ -136,6 +136,8 @@ def write_readme() -> None:
         _build_section(campaigns, rows),
         "## Where the time goes\n",
         _time_table(rows),
+        "## Which generator ops reach ONNX Runtime\n",
+        _op_reach_section(rows),
     ]
     (CORPUS / "README.md").write_text("\n".join(sections), encoding="utf-8")
 
@@ -210,6 +212,31 @@ def _time_table(rows: list[dict]) -> str:
         total = statistics.fmean(r.get("duration_s") or 0.0 for r in group_rows)
         lines.append(
             f"| {' '.join(group)} | " + " | ".join(f"{m:.2f}" for m in means) + f" | {total:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _op_reach_section(rows: list[dict]) -> str:
+    """Per synthetic family: ops whose models never, or rarely, get past conversion and loading."""
+    lines = [
+        "For each synthetic family, the generator ops that appear in its models, and the share of",
+        "those models that ran in ONNX Runtime (ok or mismatch). An op whose models never run is",
+        "not exercised at all by this corpus; ops below 25% are listed.\n",
+    ]
+    for group, group_rows in sorted(_groups(rows).items()):
+        if not group[1].startswith("synthetic"):
+            continue
+        containing: Counter[str] = Counter()
+        ran: Counter[str] = Counter()
+        for row in group_rows:
+            for op in set(row.get("metadata", {}).get("ops", ())):
+                containing[op] += 1
+                ran[op] += row["outcome"] in ("ok", "mismatch")
+        never = sorted(op for op in containing if not ran[op])
+        rare = sorted(op for op in containing if 0 < ran[op] < 0.25 * containing[op])
+        lines.append(
+            f"- **{' '.join(group)}**: {len(containing)} ops; never reach ONNX Runtime: "
+            f"{', '.join(never) or 'none'}; below 25%: {', '.join(rare) or 'none'}."
         )
     return "\n".join(lines) + "\n"
 
