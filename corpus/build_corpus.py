@@ -16,6 +16,7 @@ import datetime
 import importlib.metadata
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -138,6 +139,8 @@ def write_readme() -> None:
         _time_table(rows),
         "## Which generator ops reach ONNX Runtime\n",
         _op_reach_section(rows),
+        "## Most common failures\n",
+        _failure_section(rows),
     ]
     (CORPUS / "README.md").write_text("\n".join(sections), encoding="utf-8")
 
@@ -239,6 +242,30 @@ def _op_reach_section(rows: list[dict]) -> str:
             f"{', '.join(never) or 'none'}; below 25%: {', '.join(rare) or 'none'}."
         )
     return "\n".join(lines) + "\n"
+
+
+def _failure_section(rows: list[dict], *, top: int = 4) -> str:
+    """The most frequent error messages per family, with node and tensor names blanked out."""
+    lines = []
+    for group, group_rows in sorted(_groups(rows).items()):
+        errors = Counter(
+            _normalise_error(r["error"])
+            for r in group_rows
+            if r["outcome"] not in ("ok", "mismatch")
+        )
+        if not errors:
+            continue
+        lines.append(f"**{' '.join(group)}** ({sum(errors.values())} failures):\n")
+        lines.extend(f"- {count} x `{message}`" for message, count in errors.most_common(top))
+        lines.append("")
+    return "\n".join(lines) or "No failures.\n"
+
+
+def _normalise_error(error: str | None) -> str:
+    """Blank out quoted names and parenthesised node paths; keep op types and the message's end."""
+    message = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", error or "(no message)")
+    message = re.sub(r"\([^()]*[/_0-9][^()]*\)", "(...)", message).replace("`", "'")
+    return message if len(message) <= 160 else "..." + message[-157:]
 
 
 def _groups(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:

@@ -30,17 +30,23 @@ _DATA_FIELDS = (
 
 
 def strip_weights(
-    model: onnx.ModelProto, *, keep_below_bytes: int = _KEEP_BELOW_BYTES
+    model: onnx.ModelProto,
+    *,
+    keep_below_bytes: int = _KEEP_BELOW_BYTES,
+    keep_node_metadata: bool = False,
 ) -> onnx.ModelProto:
     """Return a copy of `model` whose large tensors have dims and dtype but no data.
 
     Initializers, sparse initializers, ``Constant`` values and tensor attributes in every subgraph
     and local function are stripped when their data takes at least `keep_below_bytes` bytes.
-    External data references are removed too, so the copy never points at files.
+    External data references are removed too, so the copy never points at files. Per-node
+    ``doc_string`` and ``metadata_props`` (the dynamo exporter records stack traces and name
+    scopes there, most of a structure-only model's bytes) are dropped unless asked to keep them.
 
     Args:
         model: The model; it is not modified.
         keep_below_bytes: Tensors smaller than this keep their data.
+        keep_node_metadata: Keep the nodes' doc strings and metadata_props.
 
     Returns:
         The structure-only copy, with ``metadata_props[opseq.structure_only] = "true"``.
@@ -53,6 +59,10 @@ def strip_weights(
             or tensor_nbytes(tensor) >= keep_below_bytes
         ):
             _clear_data(tensor)
+    if not keep_node_metadata:
+        for node in _iter_nodes(stripped):
+            node.ClearField("doc_string")
+            node.ClearField("metadata_props")
     _set_metadata(stripped, STRUCTURE_ONLY_KEY, "true")
     return stripped
 
@@ -60,6 +70,19 @@ def strip_weights(
 def is_structure_only(model: onnx.ModelProto) -> bool:
     """Tell whether `model` was produced by `strip_weights`."""
     return any(p.key == STRUCTURE_ONLY_KEY and p.value == "true" for p in model.metadata_props)
+
+
+def _iter_nodes(model: onnx.ModelProto):
+    graphs = [model.graph]
+    yield from (node for function in model.functions for node in function.node)
+    while graphs:
+        graph = graphs.pop()
+        for node in graph.node:
+            yield node
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    graphs.append(attr.g)
+                graphs.extend(attr.graphs)
 
 
 def _iter_tensors(model: onnx.ModelProto):

@@ -35,3 +35,13 @@ def test_strip_weights_drops_external_references():
 
 def test_tensor_nbytes_from_dims():
     assert tensor_nbytes(models.with_weights().graph.initializer[0]) == 16 * 3 * 3 * 3 * 4
+
+
+def test_strip_weights_drops_node_metadata_unless_kept():
+    model = models.with_weights()
+    model.graph.node[0].doc_string = "converted from layer conv1"
+    model.graph.node[0].metadata_props.add(key="pkg.torch.onnx.stack_trace", value="x" * 5000)
+    stripped = strip_weights(model)
+    assert not stripped.graph.node[0].doc_string and not stripped.graph.node[0].metadata_props
+    kept = strip_weights(model, keep_node_metadata=True)
+    assert kept.graph.node[0].metadata_props[0].key == "pkg.torch.onnx.stack_trace"

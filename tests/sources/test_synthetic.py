@@ -212,13 +212,27 @@ def test_keras_cases_convert_with_tf2onnx_and_run_in_onnxruntime(case_id):
 # converter failures the campaign should record, not generator bugs.
 @pytest.mark.tf
 @pytest.mark.xfail(strict=True, reason="keras.ops.argmax uses tf.bitcast; ORT has no Bitcast-15")
-def test_keras_argmax_does_not_load_after_tf2onnx():
+def test_keras_ops_argmax_does_not_load_after_tf2onnx():
+    import keras
+
+    image = keras.Input(shape=(8,), batch_size=1, name="x")
+    model = keras.Model(image, keras.ops.argmax(image, axis=-1))
+    case = get_source("synthetic-tf").build("n015-s000002", seed=0)
+    spec = InputSpec(name="x", shape=(1, 8))
+    _tf2onnx_run(dataclasses.replace(case, model=model, inputs=(spec,)))
+
+
+@pytest.mark.tf
+def test_generator_argmax_converts_and_runs_after_tf2onnx():
+    # Written with tf.math.argmax, the way that converts (see the keras.ops finding above).
     from opseq.sources.synthetic.tf_model import to_keras_model
 
-    graph = build_chain_graph(["ArgMax"], seed=0, framework="tensorflow")
-    case = get_source("synthetic-tf").build("n015-s000002", seed=0)
-    case = dataclasses.replace(case, model=to_keras_model(graph, 0), inputs=_specs(graph))
-    _tf2onnx_run(case)
+    for op in ("ArgMax", "ArgMin"):
+        graph = build_chain_graph([op], seed=0, framework="tensorflow")
+        case = get_source("synthetic-tf").build("n015-s000002", seed=0)
+        case = dataclasses.replace(case, model=to_keras_model(graph, 0), inputs=_specs(graph))
+        (indices,) = _tf2onnx_run(case)
+        assert indices.dtype == np.int64
 
 
 @pytest.mark.tf
