@@ -1,0 +1,62 @@
+"""The shipped corpus/ keeps its contract: valid rows, unique ids, the models it names, its size."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from opseq.corpus import read_manifest
+from opseq.outcomes import Outcome
+from opseq.strip import is_structure_only
+
+pytestmark = pytest.mark.corpus
+
+CORPUS = Path(__file__).resolve().parents[1] / "corpus"
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return read_manifest(CORPUS)
+
+
+def test_shipped_corpus_rows_unique_and_models_present(rows):
+    assert len({row.id for row in rows}) == len(rows)
+    for row in rows:
+        if row.outcome in (
+            Outcome.CONVERT_FAIL,
+            Outcome.GENERATE_FAIL,
+            Outcome.TIMEOUT,
+            Outcome.CRASH,
+        ):
+            assert row.model is None, row.id
+        else:
+            assert row.model is not None and (CORPUS / row.model).is_file(), row.id
+
+
+def test_shipped_corpus_has_800_synthetic_tests_per_converter(rows):
+    synthetic = Counter(row.converter for row in rows if row.source.startswith("synthetic"))
+    assert sum(synthetic.values()) >= 2400
+    assert all(
+        synthetic[c] >= 800 for c in ("torch.onnx-dynamo", "torch.onnx-torchscript", "tf2onnx")
+    )
+    assert {row.source for row in rows} >= {"zoo-keras", "zoo-transformers", "zoo-torch"}
+
+
+def test_shipped_corpus_synthetic_families_cover_the_vocabulary(rows):
+    from opseq.sources.synthetic import vocabulary
+
+    for source, framework in (("synthetic-torch", "torch"), ("synthetic-tf", "tensorflow")):
+        seen = {op for row in rows if row.source == source for op in row.extra["metadata"]["ops"]}
+        assert seen >= set(vocabulary(framework)), source
+
+
+def test_shipped_corpus_models_structure_only_and_under_60_mb(rows):
+    import onnx
+
+    sample = [row for row in rows if row.model][::97]
+    for row in sample:
+        assert is_structure_only(onnx.load(CORPUS / row.model, load_external_data=False)), row.id
+    size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file() and "logs" not in p.parts)
+    assert size < 60e6
