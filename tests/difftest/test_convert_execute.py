@@ -89,8 +89,9 @@ def test_tf2onnx_keras_model_outputs_agree_with_framework():
     keras = pytest.importorskip("keras")
     keras.utils.set_random_seed(0)
     a, b = keras.Input((3,), name="a"), keras.Input((3,), name="b")
-    dense = keras.layers.Dense(2, activation="tanh")(a)
-    model = keras.Model([a, b], [dense, keras.layers.Add()([a, b])])
+    # Named layers: Keras numbers unnamed ones per process ("add_1" after another test's "add").
+    dense = keras.layers.Dense(2, activation="tanh", name="dense")(a)
+    model = keras.Model([a, b], [dense, keras.layers.Add(name="add")([a, b])])
     specs = (InputSpec(name="a", shape=(1, 3)), InputSpec(name="b", shape=(1, 3)))
     case = ModelCase(case_id="k", framework=Framework.TENSORFLOW, model=model, inputs=specs)
     onnx_model, _, expected, actual = _convert_and_run(case, "tf2onnx")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from opseq.sources import Framework, InputSpec, Source, get_source, make_inputs
+from opseq.sources import InputSpec, Source, get_source, make_inputs
 from opseq.sources.synthetic import OPS, build_chain_graph, build_graph, vocabulary
 from opseq.sources.synthetic.source import SIZES, parse_case_id
 
@@ -141,12 +141,16 @@ def test_torch_models_run_for_200_seeds_and_3_sizes():
 @pytest.mark.tf
 @pytest.mark.slow
 def test_keras_models_run_for_200_seeds_and_3_sizes():
-    source = get_source("synthetic-tf")
-    for nodes in SIZES_RUN:
-        for seed in range(TF_SEEDS):
-            case = source.build(f"n{nodes:03d}-s{seed:06d}", seed=0)
-            assert case.framework is Framework.TENSORFLOW
-            _assert_outputs_match_graph(source, case, _run_keras(case))
+    # In a fresh worker process, as campaigns run models: once torch and both exporters had run
+    # in the pytest process, TensorFlow's softmax kernel segfaulted here (seen once in CI).
+    from opseq.difftest.isolate import Limits, TaskStatus, WorkerPool
+
+    case_ids = [f"n{nodes:03d}-s{seed:06d}" for nodes in SIZES_RUN for seed in range(TF_SEEDS)]
+    target = "tests.sources.framework_runs:run_keras_cases"
+    with WorkerPool(target, workers=1, limits=Limits(timeout_s=900, memory_mb=None)) as pool:
+        (result,) = pool.map_unordered([{"case_ids": case_ids}])
+    assert result.status is TaskStatus.DONE, result.error
+    assert result.payload == {"checked": len(case_ids), "failures": []}
 
 
 @pytest.mark.torch
