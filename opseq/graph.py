@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -278,7 +279,7 @@ class _GraphBuilder:
             input_consumers={k: tuple(v) for k, v in input_consumers.items()},
             output_producers=_output_producers(proto, path, resolver, scope),
             outer_inputs=tuple(sorted(outer_reads)),
-            ignored=_count_labels(nodes[i].label for i in sorted(ignored)),
+            ignored=dict(Counter(nodes[i].label for i in sorted(ignored))),
             topological_order=_topological_order(graph, path),
         )
         return graph
@@ -465,13 +466,6 @@ def _topological_order(graph: nx.DiGraph, path: str) -> tuple[str, ...]:
         described = " -> ".join(f"{u} ({graph.nodes[u]['op_type']})" for u, _ in cycle)
         raise InvalidModelError(f"graph {path} has a cycle: {described} -> {cycle[0][0]}")
     return tuple(order)
-
-
-def _count_labels(labels: Iterable[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for label in labels:
-        counts[label] = counts.get(label, 0) + 1
-    return counts
 
 
 def _node_attributes(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from enum import IntEnum
 from pathlib import Path
 from typing import IO, TypeVar
@@ -19,6 +19,7 @@ __all__ = [
     "comma_list",
     "open_output",
     "progress",
+    "whole_number",
 ]
 
 T = TypeVar("T")
@@ -64,6 +65,26 @@ def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors"
     )
+
+
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type accepting whole numbers >= `minimum`.
+
+    Examples:
+        >>> whole_number(1)("3")
+        3
+    """
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
 
 
 def comma_list(text: str) -> frozenset[str]:

@@ -30,6 +30,7 @@ from opseq.cli._common import (
     comma_list,
     open_output,
     progress,
+    whole_number,
 )
 from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--top",
-        type=_non_negative,
+        type=whole_number(0),
         default=10,
         metavar="K",
         help="n-grams shown per length, most frequent first; 0 = all (default: 10)",
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--jobs",
-        type=_non_negative,
+        type=whole_number(0),
         default=0,
         metavar="J",
         help="worker processes; 0 = one per core when there are many models (default)",
@@ -228,13 +229,3 @@ def _ngram_range(text: str) -> tuple[int, int]:
         return parse_ngram_range(text)
     except ConfigError as e:
         raise argparse.ArgumentTypeError(str(e)) from e
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return value

@@ -20,7 +20,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from opseq.cli._common import ExitCode, add_output_args, add_verbosity_args, open_output
+from opseq.cli._common import (
+    ExitCode,
+    add_output_args,
+    add_verbosity_args,
+    open_output,
+    whole_number,
+)
 from opseq.corpus import read_manifest, tabulate_outcomes
 from opseq.difftest.campaign import (
     CampaignConfig,
@@ -66,24 +72,24 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--converter", required=True, metavar="NAME", help=", ".join(_CONVERTERS))
     parser.add_argument(
-        "--count", type=_positive_int, metavar="N", help="first N cases (default: all)"
+        "--count", type=whole_number(1), metavar="N", help="first N cases (default: all)"
     )
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of weights and inputs (default: 0)"
     )
     parser.add_argument(
-        "--opset", type=_positive_int, default=17, help="target opset (default: 17)"
+        "--opset", type=whole_number(1), default=17, help="target opset (default: 17)"
     )
     parser.add_argument(
         "--inputs",
-        type=_positive_int,
+        type=whole_number(1),
         default=10,
         metavar="K",
         help="random input sets per model (default: 10)",
     )
     parser.add_argument(
         "--workers",
-        type=_positive_int,
+        type=whole_number(1),
         default=os.cpu_count() or 1,
         metavar="W",
         help="worker processes (default: one per core)",
@@ -97,7 +103,7 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--memory-cap",
-        type=_positive_int,
+        type=whole_number(1),
         metavar="MIB",
         help="resident memory per worker (default: 80%% of physical memory divided among the "
         "workers; tf2onnx needs 8.6 GiB for ResNet50)",
@@ -204,13 +210,3 @@ def run_show(args: argparse.Namespace) -> ExitCode:
         else:
             out.write(format_outcome_table(table, markdown=args.format == "md"))
     return ExitCode.OK
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
