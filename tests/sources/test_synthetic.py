@@ -141,13 +141,16 @@ def test_torch_models_run_for_200_seeds_and_3_sizes():
 @pytest.mark.tf
 @pytest.mark.slow
 def test_keras_models_run_for_200_seeds_and_3_sizes():
-    # In a fresh worker process, as campaigns run models: once torch and both exporters had run
-    # in the pytest process, TensorFlow's softmax kernel segfaulted here (seen once in CI).
+    # In a worker set up as campaigns set theirs up (fresh process, one compute thread): run
+    # multithreaded, TensorFlow's kernels intermittently corrupted the heap over these 600 models
+    # in CI ("double free or corruption", and a segfault in softmax), never single-threaded.
+    from opseq.difftest.campaign import WORKER_ENVIRONMENT
     from opseq.difftest.isolate import Limits, TaskStatus, WorkerPool
 
     case_ids = [f"n{nodes:03d}-s{seed:06d}" for nodes in SIZES_RUN for seed in range(TF_SEEDS)]
     target = "tests.sources.framework_runs:run_keras_cases"
-    with WorkerPool(target, workers=1, limits=Limits(timeout_s=900, memory_mb=None)) as pool:
+    limits = Limits(timeout_s=900, memory_mb=None)
+    with WorkerPool(target, workers=1, limits=limits, environment=WORKER_ENVIRONMENT) as pool:
         (result,) = pool.map_unordered([{"case_ids": case_ids}])
     assert result.status is TaskStatus.DONE, result.error
     assert result.payload == {"checked": len(case_ids), "failures": []}
