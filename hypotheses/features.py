@@ -1,0 +1,345 @@
+"""From a labelled corpus to per-model structure: node counts and n-gram presence matrices.
+
+Only conversion tests whose outcome is ``ok`` or ``mismatch`` and whose converted model is on disk
+enter the hypothesis tests; every other row is counted in `StructureTable.excluded` with the
+reason. n-grams of length 1 are the operators, so one sparse matrix serves both hypotheses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from opseq.corpus import ManifestRow, manifest_path, read_manifest
+from opseq.difftest.compare import OutputComparison
+from opseq.errors import OpseqError
+from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs, load_model
+from opseq.ngrams import Ngram, mine_ngrams
+from opseq.outcomes import Outcome
+
+__all__ = [
+    "ModelStructure",
+    "PresenceMatrix",
+    "StructureTable",
+    "extract_structure",
+    "load_corpus",
+    "presence_matrix",
+    "read_reference_ngrams",
+]
+
+_LABELLED = (Outcome.OK, Outcome.MISMATCH)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelStructure:
+    """What the tests need of one model: its size and the n-grams it contains (lengths 1..n)."""
+
+    nodes: int
+    ngrams: frozenset[Ngram]
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class PresenceMatrix:
+    """Which models contain which n-grams: a 0/1 CSR matrix, models x n-grams.
+
+    Attributes:
+        names: The n-gram of each column.
+        matrix: ``matrix[i, j] == 1`` when model i contains n-gram j.
+    """
+
+    names: tuple[Ngram, ...]
+    matrix: sp.csr_array
+
+    @property
+    def support(self) -> np.ndarray:
+        """Number of models containing each n-gram."""
+        return np.asarray(self.matrix.sum(axis=0)).ravel()
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Length of each n-gram."""
+        return np.fromiter(
+            (len(name) for name in self.names), dtype=np.int64, count=len(self.names)
+        )
+
+    def columns(self, keep: np.ndarray) -> PresenceMatrix:
+        """The sub-matrix of the columns where `keep` (a boolean mask or index array) selects."""
+        index = np.flatnonzero(keep) if keep.dtype == bool else keep
+        return PresenceMatrix(
+            names=tuple(self.names[i] for i in index), matrix=self.matrix[:, index].tocsr()
+        )
+
+    def rows(self, keep: np.ndarray) -> PresenceMatrix:
+        """The sub-matrix of the models where `keep` selects (columns unchanged)."""
+        return PresenceMatrix(names=self.names, matrix=self.matrix[keep].tocsr())
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class StructureTable:
+    """The labelled part of a corpus, one row per model, with the structure of each.
+
+    Attributes:
+        ids: Conversion-test ids.
+        converters: Converter of each test.
+        sources: Model source of each test.
+        groups: The source model of each test (``source/case``): one framework model converted
+            by several converters gives correlated rows, which cross-validation keeps together.
+        nodes: Operator nodes of each model (Constant dropped, subgraphs included).
+        outputs: Per model, the recorded comparison of each output; relabelling under another
+            tolerance uses these (see `hypotheses.labels`).
+        recorded_mismatch: The outcome the manifest recorded (True = mismatch).
+        presence: n-gram presence, lengths 1..n_max; length 1 are the operators.
+        outcomes: Rows of the whole manifest by recorded outcome.
+        excluded: Rows left out of the tests, by reason.
+        n_max: Longest n-gram mined.
+    """
+
+    ids: tuple[str, ...]
+    converters: tuple[str, ...]
+    sources: tuple[str, ...]
+    groups: tuple[str, ...]
+    nodes: np.ndarray
+    outputs: tuple[tuple[OutputComparison, ...], ...]
+    recorded_mismatch: np.ndarray
+    presence: PresenceMatrix
+    outcomes: dict[str, int] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    n_max: int = 4
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, keep: np.ndarray) -> StructureTable:
+        """The models where the boolean mask `keep` is true (manifest counts unchanged)."""
+        index = np.flatnonzero(keep)
+        return StructureTable(
+            ids=tuple(self.ids[i] for i in index),
+            converters=tuple(self.converters[i] for i in index),
+            sources=tuple(self.sources[i] for i in index),
+            groups=tuple(self.groups[i] for i in index),
+            nodes=self.nodes[index],
+            outputs=tuple(self.outputs[i] for i in index),
+            recorded_mismatch=self.recorded_mismatch[index],
+            presence=self.presence.rows(index),
+            outcomes=dict(self.outcomes),
+            excluded=dict(self.excluded),
+            n_max=self.n_max,
+        )
+
+
+def extract_structure(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    n_max: int = 4,
+    ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
+) -> ModelStructure:
+    """Load one model and return its node count and the n-grams (lengths 1..n_max) it contains.
+
+    Raises:
+        ModelLoadError: If the input is not a readable ONNX model.
+        InvalidModelError: If its dataflow is invalid.
+    """
+    graph = build_opgraph(load_model(source), ignore_ops=ignore_ops, infer_shapes=False)
+    nodes = sum(g.number_of_nodes() for g in iter_graphs(graph))
+    ngrams = mine_ngrams(graph, n=(1, n_max)).present
+    return ModelStructure(nodes=nodes, ngrams=ngrams)
+
+
+def presence_matrix(structures: Sequence[ModelStructure]) -> PresenceMatrix:
+    """Stack the n-gram sets of several models into one presence matrix (columns sorted).
+
+    Examples:
+        >>> a = ModelStructure(nodes=2, ngrams=frozenset({("Relu",), ("Add", "Relu")}))
+        >>> b = ModelStructure(nodes=1, ngrams=frozenset({("Relu",)}))
+        >>> m = presence_matrix([a, b])
+        >>> m.names, m.support.tolist()
+        ((('Add', 'Relu'), ('Relu',)), [1, 2])
+    """
+    vocabulary = sorted({ngram for s in structures for ngram in s.ngrams})
+    column = {ngram: j for j, ngram in enumerate(vocabulary)}
+    # 32-bit indices: scikit-learn's liblinear refuses 64-bit ones.
+    indptr = np.zeros(len(structures) + 1, dtype=np.int32)
+    np.cumsum([len(s.ngrams) for s in structures], out=indptr[1:])
+    indices = np.fromiter(
+        (column[ngram] for s in structures for ngram in sorted(s.ngrams, key=column.__getitem__)),
+        dtype=np.int32,
+        count=int(indptr[-1]),
+    )
+    data = np.ones(len(indices), dtype=np.int8)
+    matrix = sp.csr_array((data, indices, indptr), shape=(len(structures), len(vocabulary)))
+    return PresenceMatrix(names=tuple(vocabulary), matrix=matrix)
+
+
+def load_corpus(
+    corpus: Path,
+    *,
+    n_max: int = 4,
+    ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
+    jobs: int = 1,
+    converters: Sequence[str] = (),
+    sources: Sequence[str] = (),
+    progress: bool = False,
+) -> StructureTable:
+    """Read a corpus manifest and the structure of every labelled model in it.
+
+    Args:
+        corpus: A corpus directory or its ``manifest.jsonl``.
+        n_max: Longest n-gram to mine.
+        ignore_ops: Ops spliced out of the OpGraphs.
+        jobs: Worker processes for loading models.
+        converters: Keep only these converters (all when empty).
+        sources: Keep only these sources (all when empty).
+        progress: Show a progress bar.
+
+    Returns:
+        The table; rows with another outcome, no model file, or an unreadable model are counted
+        in ``excluded``.
+
+    Raises:
+        ConfigError: If the manifest does not exist.
+        CorpusError: If a manifest line is invalid.
+    """
+    manifest = manifest_path(corpus)
+    rows = read_manifest(manifest)
+    outcomes = Counter(row.outcome.value for row in rows)
+    rows = [r for r in rows if _selected(r, converters, sources)]
+    excluded: Counter[str] = Counter()
+    labelled = []
+    for row in rows:
+        if row.outcome not in _LABELLED:
+            excluded[f"outcome {row.outcome.value}"] += 1
+        elif row.model is None:
+            excluded["no model file recorded"] += 1
+        else:
+            labelled.append(row)
+    paths = [str(manifest.parent / row.model) for row in labelled]
+    kept_rows, structures = [], []
+    for row, result in zip(
+        labelled, _extract_all(paths, n_max, ignore_ops, jobs, progress), strict=True
+    ):
+        if isinstance(result, str):
+            excluded[result] += 1
+        else:
+            kept_rows.append(row)
+            structures.append(result)
+    return StructureTable(
+        ids=tuple(r.id for r in kept_rows),
+        converters=tuple(r.converter for r in kept_rows),
+        sources=tuple(r.source for r in kept_rows),
+        groups=tuple(_source_model(r) for r in kept_rows),
+        nodes=np.array([s.nodes for s in structures], dtype=np.int64),
+        outputs=tuple(_output_comparisons(r) for r in kept_rows),
+        recorded_mismatch=np.array([r.outcome is Outcome.MISMATCH for r in kept_rows], dtype=bool),
+        presence=presence_matrix(structures),
+        outcomes=dict(outcomes),
+        excluded=dict(excluded),
+        n_max=n_max,
+    )
+
+
+def read_reference_ngrams(
+    directory: Path, *, n_max: int = 4, ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS
+) -> tuple[frozenset[Ngram], int, int]:
+    """The n-grams found in any ``.onnx`` model under `directory` (recursively).
+
+    Returns:
+        (n-grams, models read, models that could not be read).
+
+    Raises:
+        ConfigError: If `directory` is not a directory or holds no ``.onnx`` file.
+    """
+    from opseq.errors import ConfigError
+
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: reference corpus is not a directory")
+    paths = sorted(directory.rglob("*.onnx"))
+    if not paths:
+        raise ConfigError(f"{directory}: no .onnx models in the reference corpus")
+    found: set[Ngram] = set()
+    unreadable = 0
+    for path in paths:
+        try:
+            found |= extract_structure(path, n_max=n_max, ignore_ops=ignore_ops).ngrams
+        except OpseqError:
+            unreadable += 1
+    return frozenset(found), len(paths) - unreadable, unreadable
+
+
+def _selected(row: ManifestRow, converters: Sequence[str], sources: Sequence[str]) -> bool:
+    return (not converters or row.converter in converters) and (
+        not sources or row.source in sources
+    )
+
+
+def _source_model(row: ManifestRow) -> str:
+    case = row.extra.get("case")
+    return f"{row.source}/{case}" if case is not None else row.id
+
+
+def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:
+    """The row's per-output comparisons, or one summary built from its maxima.
+
+    A manifest from another tool may lack ``comparisons``; its row-level maxima then stand for one
+    output, and a recorded mismatch without finite maxima (NaN or shape disagreement) stays one.
+    """
+    recorded = row.extra.get("comparisons")
+    if recorded:
+        try:
+            return tuple(OutputComparison.from_dict(c) for c in recorded)
+        except (KeyError, TypeError, ValueError):
+            pass
+    finite = row.max_abs_diff is not None
+    broken = row.outcome is Outcome.MISMATCH and not finite
+    return (
+        OutputComparison(
+            name="*",
+            max_abs_diff=row.max_abs_diff if finite else 0.0,
+            max_rel_diff=row.max_rel_diff if row.max_rel_diff is not None else 0.0,
+            mean_abs_diff=0.0,
+            nan_mismatch=broken,
+            inf_mismatch=False,
+            shape_match=True,
+            dtype_match=True,
+            expected_shape=(),
+            actual_shape=(),
+            expected_dtype="",
+            actual_dtype="",
+        ),
+    )
+
+
+def _extract_all(
+    paths: list[str], n_max: int, ignore_ops: Iterable[str], jobs: int, progress: bool
+) -> Iterator[ModelStructure | str]:
+    ignore = tuple(ignore_ops)
+    if jobs <= 1 or len(paths) < 50:
+        results: Iterable = (_extract_or_reason(p, n_max, ignore) for p in paths)
+    else:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        chunksize = max(1, len(paths) // (jobs * 8))
+        results = pool.map(
+            _extract_or_reason, paths, [n_max] * len(paths), [ignore] * len(paths),
+            chunksize=chunksize,
+        )  # fmt: skip
+    try:
+        yield from tqdm(
+            results, total=len(paths), unit="model", disable=None if progress else True, leave=False
+        )
+    finally:
+        if jobs > 1 and len(paths) >= 50:
+            pool.shutdown(cancel_futures=True)
+
+
+def _extract_or_reason(path: str, n_max: int, ignore_ops: tuple[str, ...]) -> ModelStructure | str:
+    try:
+        return extract_structure(path, n_max=n_max, ignore_ops=ignore_ops)
+    except OpseqError as e:
+        return f"unreadable model ({type(e).__name__})"

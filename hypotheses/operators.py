@@ -1,0 +1,110 @@
+"""The operators hypothesis: do mismatching models use operators that ok models do not?
+
+The study compared operator sets ("all but 1-2 operators are shared"); this module reports the
+same sets and adds, per operator, the association tests of `hypotheses.association`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hypotheses.association import AssociationTest, association_tests
+from hypotheses.features import PresenceMatrix
+from hypotheses.stats import SizeModel
+
+__all__ = ["OperatorsResult", "operators_hypothesis"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorsResult:
+    """Operator sets by class and one association test per operator.
+
+    Attributes:
+        mismatch_ops: Operators used by at least one mismatching model.
+        ok_ops: Operators used by at least one ok model.
+        tests: One test per operator used by some but not all models, most significant first.
+        untestable: Operators in every model (no contrast to test).
+        alpha: The false discovery rate the verdicts use.
+    """
+
+    mismatch_ops: tuple[str, ...]
+    ok_ops: tuple[str, ...]
+    tests: tuple[AssociationTest, ...]
+    untestable: tuple[str, ...]
+    alpha: float
+
+    @property
+    def shared(self) -> tuple[str, ...]:
+        """Operators used by both classes."""
+        return tuple(sorted(set(self.mismatch_ops) & set(self.ok_ops)))
+
+    @property
+    def mismatch_only(self) -> tuple[str, ...]:
+        """Operators used only by mismatching models."""
+        return tuple(sorted(set(self.mismatch_ops) - set(self.ok_ops)))
+
+    @property
+    def ok_only(self) -> tuple[str, ...]:
+        """Operators used only by ok models."""
+        return tuple(sorted(set(self.ok_ops) - set(self.mismatch_ops)))
+
+    @property
+    def significant(self) -> tuple[AssociationTest, ...]:
+        """Operators with q <= alpha, unadjusted."""
+        return tuple(t for t in self.tests if t.q_value <= self.alpha)
+
+    @property
+    def significant_adjusted(self) -> tuple[AssociationTest, ...]:
+        """Operators with q <= alpha after adjusting for size."""
+        return tuple(t for t in self.tests if t.q_value_adjusted <= self.alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict (DESIGN.md: hypothesis report, ``operators``)."""
+        return {
+            "sets": {
+                "mismatch": len(self.mismatch_ops),
+                "ok": len(self.ok_ops),
+                "shared": len(self.shared),
+                "mismatch_only": list(self.mismatch_only),
+                "ok_only": list(self.ok_only),
+            },
+            "untestable": list(self.untestable),
+            "significant": len(self.significant),
+            "significant_adjusted": len(self.significant_adjusted),
+            "tests": [t.to_dict("op") for t in self.tests],
+        }
+
+
+def operators_hypothesis(
+    operators: PresenceMatrix, mismatch: np.ndarray, size_model: SizeModel, *, alpha: float = 0.05
+) -> OperatorsResult:
+    """Compare the operator sets of mismatching and ok models and test each operator.
+
+    Args:
+        operators: Presence of each operator (1-gram columns) in each model.
+        mismatch: Label of each model.
+        size_model: Null model for the size-adjusted test.
+        alpha: False discovery rate for the significance counts.
+    """
+    support = operators.support
+    mismatch_support = np.asarray(operators.matrix.T @ mismatch.astype(np.int64)).ravel()
+    ok_support = support - mismatch_support
+    labels = [name[0] for name in operators.names]
+    testable = (support > 0) & (support < operators.matrix.shape[0])
+    tests = association_tests(operators.columns(testable), mismatch, size_model)
+    return OperatorsResult(
+        mismatch_ops=tuple(op for op, k in zip(labels, mismatch_support, strict=True) if k > 0),
+        ok_ops=tuple(op for op, k in zip(labels, ok_support, strict=True) if k > 0),
+        tests=tuple(sorted(tests, key=_rank)),
+        untestable=tuple(
+            op for op, k in zip(labels, support, strict=True) if k == operators.matrix.shape[0]
+        ),
+        alpha=alpha,
+    )
+
+
+def _rank(test: AssociationTest) -> tuple:
+    return (test.q_value_adjusted, test.p_value_adjusted, test.q_value, test.feature)

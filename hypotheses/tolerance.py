@@ -1,0 +1,124 @@
+"""The tolerance sweep: relabel the corpus under each rule and see how counts and verdicts move.
+
+A mismatch is a labelling of raw differences (DESIGN.md: Tolerance). At the study's 1e-7 nearly
+every float32 conversion "mismatches" from summation order alone; at NNSmith's 1e-3 only real
+disagreements remain. The association tests are rerun at every rule, on the same models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hypotheses.features import StructureTable
+from hypotheses.labels import Tolerance, describe_tolerance, label_mismatches
+from hypotheses.operators import operators_hypothesis
+from hypotheses.sequences import sequences_hypothesis
+from hypotheses.stats import fit_size_model, size_covariates
+
+__all__ = ["SweepRow", "tolerance_sweep"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SweepRow:
+    """Counts and test results under one tolerance rule.
+
+    Attributes:
+        tolerance: The rule.
+        mismatch: Models labelled mismatch.
+        ok: Models labelled ok.
+        operators_significant: Operators with unadjusted q <= alpha.
+        operators_significant_adjusted: Operators with size-adjusted q <= alpha.
+        ngrams_tested: n-grams tested.
+        ngrams_significant: n-grams with unadjusted q <= alpha.
+        ngrams_significant_adjusted: n-grams with size-adjusted q <= alpha.
+        ngrams_minimal: Minimal significant (adjusted) n-grams.
+        top_ngram: The most significant minimal n-gram, if any.
+        note: Why the tests were not run (one class only), else empty.
+    """
+
+    tolerance: Tolerance
+    mismatch: int
+    ok: int
+    operators_significant: int | None = None
+    operators_significant_adjusted: int | None = None
+    ngrams_tested: int | None = None
+    ngrams_significant: int | None = None
+    ngrams_significant_adjusted: int | None = None
+    ngrams_minimal: int | None = None
+    top_ngram: tuple[str, ...] | None = None
+    note: str = ""
+
+    @property
+    def sequences_associated(self) -> bool | None:
+        """The sequences verdict at this rule: some n-gram significant after adjustment."""
+        if self.ngrams_significant_adjusted is None:
+            return None
+        return self.ngrams_significant_adjusted > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-safe dict."""
+        return {
+            "rule": describe_tolerance(self.tolerance),
+            "atol": self.tolerance.atol,
+            "rtol": self.tolerance.rtol,
+            "mismatch": self.mismatch,
+            "ok": self.ok,
+            "operators_significant": self.operators_significant,
+            "operators_significant_adjusted": self.operators_significant_adjusted,
+            "ngrams_tested": self.ngrams_tested,
+            "ngrams_significant": self.ngrams_significant,
+            "ngrams_significant_adjusted": self.ngrams_significant_adjusted,
+            "ngrams_minimal": self.ngrams_minimal,
+            "top_ngram": None if self.top_ngram is None else list(self.top_ngram),
+            "sequences_associated": self.sequences_associated,
+            "note": self.note or None,
+        }
+
+
+def tolerance_sweep(
+    table: StructureTable,
+    tolerances: Sequence[Tolerance],
+    *,
+    n_range: tuple[int, int] = (2, 4),
+    min_support: int = 5,
+    alpha: float = 0.05,
+) -> tuple[SweepRow, ...]:
+    """Relabel `table` under each rule and rerun the operator and sequence tests.
+
+    A rule under which all models fall in one class gets a row with the counts and a note.
+    """
+    operators = table.presence.columns(table.presence.lengths == 1)
+    covariates, names = size_covariates(table.nodes, table.converters)
+    rows = []
+    for tolerance in tolerances:
+        mismatch = label_mismatches(table.outputs, tolerance)
+        counts = {"mismatch": int(mismatch.sum()), "ok": int((~mismatch).sum())}
+        if min(counts.values()) == 0:
+            rows.append(SweepRow(tolerance=tolerance, **counts, note="one class only"))
+            continue
+        size_model = fit_size_model(mismatch, covariates, names)
+        ops = operators_hypothesis(operators, mismatch, size_model, alpha=alpha)
+        seqs = sequences_hypothesis(
+            table.presence,
+            mismatch,
+            size_model,
+            n_range=n_range,
+            min_support=min_support,
+            alpha=alpha,
+        )
+        rows.append(
+            SweepRow(
+                tolerance=tolerance,
+                **counts,
+                operators_significant=len(ops.significant),
+                operators_significant_adjusted=len(ops.significant_adjusted),
+                ngrams_tested=len(seqs.tests),
+                ngrams_significant=len(seqs.significant),
+                ngrams_significant_adjusted=len(seqs.significant_adjusted),
+                ngrams_minimal=len(seqs.minimal),
+                top_ngram=seqs.minimal[0].feature if seqs.minimal else None,
+            )
+        )
+    return tuple(rows)

@@ -1,0 +1,92 @@
+"""Corpora with a planted truth, for testing the hypothesis tests.
+
+Model size drives both the chance of containing the common n-grams (bigger models contain more
+of everything) and the chance of a mismatch (each node is one more chance of a numerical
+disagreement: P = 1 - (1 - h)^nodes). A few planted n-grams multiply the odds of a mismatch on top
+of that. Every other n-gram is a true null: any association it shows is confounding by size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from hypotheses.features import PresenceMatrix, StructureTable
+from opseq.difftest.compare import OutputComparison
+
+
+@dataclass(frozen=True)
+class PlantedCorpus:
+    table: StructureTable
+    planted: frozenset[tuple[str, ...]]
+    nulls: frozenset[tuple[str, ...]]
+
+
+def comparison(max_abs_diff: float) -> OutputComparison:
+    return OutputComparison(
+        name="y",
+        max_abs_diff=max_abs_diff,
+        max_rel_diff=max_abs_diff,
+        mean_abs_diff=max_abs_diff,
+        nan_mismatch=False,
+        inf_mismatch=False,
+        shape_match=True,
+        dtype_match=True,
+        expected_shape=(1,),
+        actual_shape=(1,),
+        expected_dtype="float32",
+        actual_dtype="float32",
+    )
+
+
+def planted_corpus(
+    seed: int,
+    *,
+    models: int = 1500,
+    nulls: int = 400,
+    planted: int = 20,
+    planted_odds: float = 4.0,
+    hazard: float = 0.01,
+    converters: tuple[str, ...] = ("conv",),
+) -> PlantedCorpus:
+    """A corpus of `models` rows with `planted` causal n-grams and `nulls` confounded ones."""
+    rng = np.random.default_rng(seed)
+    nodes = np.exp(rng.uniform(np.log(10), np.log(300), models)).round().astype(int)
+    null_rate = rng.uniform(0.001, 0.02, nulls)
+    null_presence = rng.random((models, nulls)) < 1 - np.exp(-np.outer(nodes, null_rate))
+    planted_presence = rng.random((models, planted)) < rng.uniform(0.03, 0.15, planted)
+    base_odds = _odds(1 - (1 - hazard) ** nodes)
+    odds = base_odds * planted_odds ** planted_presence.sum(axis=1)
+    mismatch = rng.random(models) < odds / (1 + odds)
+    names = [("Null", f"op{j}", "Relu") for j in range(nulls)]
+    names += [("Planted", f"op{j}") for j in range(planted)]
+    names += [("Relu",), ("Conv",)]  # operators in every model
+    columns = np.hstack([null_presence, planted_presence, np.ones((models, 2), dtype=bool)])
+    order = sorted(range(len(names)), key=names.__getitem__)
+    presence = PresenceMatrix(
+        names=tuple(names[j] for j in order),
+        matrix=sp.csr_array(columns[:, order].astype(np.int8)),
+    )
+    table = StructureTable(
+        ids=tuple(f"m{i}" for i in range(models)),
+        converters=tuple(converters[i % len(converters)] for i in range(models)),
+        sources=("planted",) * models,
+        groups=tuple(f"m{i}" for i in range(models)),
+        nodes=nodes,
+        outputs=tuple((comparison(1e-3 if m else 1e-9),) for m in mismatch),
+        recorded_mismatch=mismatch,
+        presence=presence,
+        outcomes={"mismatch": int(mismatch.sum()), "ok": int((~mismatch).sum())},
+        n_max=3,
+    )
+    return PlantedCorpus(
+        table=table, planted=frozenset(names[nulls : nulls + planted]),
+        nulls=frozenset(names[:nulls]),
+    )  # fmt: skip
+
+
+def _odds(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    return p / (1 - p)
