@@ -11,18 +11,22 @@ from typing import Any
 
 import numpy as np
 
-from hypotheses.features import PresenceMatrix
+from hypotheses.features import PresenceMatrix, StructureTable
 from hypotheses.stats import (
     SizeModel,
     benjamini_hochberg,
     contingency_counts,
     fisher_greater,
+    fit_size_model,
+    mantel_haenszel_odds_ratios,
     odds_ratios,
     score_tests,
+    size_covariates,
+    size_strata,
 )
 from opseq.ngrams import Ngram
 
-__all__ = ["AssociationTest", "association_tests", "json_float"]
+__all__ = ["AssociationTest", "association_tests", "fit_adjustment", "json_float"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,8 +42,8 @@ class AssociationTest:
         ci_high: Upper end.
         p_value: One-sided Fisher exact test.
         q_value: Benjamini-Hochberg over the family tested together.
-        odds_ratio_adjusted: One-step odds ratio given the size covariates.
-        ci_low_adjusted: Lower end of its 95% CI.
+        odds_ratio_adjusted: Mantel-Haenszel odds ratio over size x converter strata.
+        ci_low_adjusted: Lower end of its 95% CI (Robins-Breslow-Greenland).
         ci_high_adjusted: Upper end.
         p_value_adjusted: One-sided score test given the size covariates.
         q_value_adjusted: Benjamini-Hochberg of the adjusted p-values.
@@ -59,6 +63,10 @@ class AssociationTest:
     p_value_adjusted: float
     q_value_adjusted: float
 
+    def rank(self) -> tuple:
+        """Sort key: most significant after adjustment first, then unadjusted, then by name."""
+        return (self.q_value_adjusted, self.p_value_adjusted, self.q_value, self.feature)
+
     def to_dict(self, key: str = "ngram") -> dict[str, Any]:
         """Return a JSON-safe dict; `key` is ``"op"`` (a label) or ``"ngram"`` (a label list)."""
         name: str | list[str] = self.feature[0] if key == "op" else list(self.feature)
@@ -76,7 +84,8 @@ def association_tests(
     Args:
         presence: Models x features.
         mismatch: Label of each model (True = mismatch).
-        size_model: The null model for the adjusted test, fitted on the same models.
+        size_model: The null model for the adjusted test, fitted on the same models (with
+            their clusters and strata). The Fisher test assumes independent models.
 
     Returns:
         One record per column, in column order.
@@ -85,7 +94,10 @@ def association_tests(
     p = fisher_greater(counts)
     q = benjamini_hochberg(p)
     ratio, low, high = odds_ratios(counts)
-    _, p_adj, ratio_adj, low_adj, high_adj = score_tests(size_model, presence.matrix)
+    _, p_adj = score_tests(size_model, presence.matrix)
+    ratio_adj, low_adj, high_adj = mantel_haenszel_odds_ratios(
+        presence.matrix, mismatch, size_model.strata
+    )
     q_adj = benjamini_hochberg(p_adj)
     columns = zip(
         presence.names,
@@ -96,6 +108,23 @@ def association_tests(
     )
     return tuple(
         AssociationTest(**dict(zip(AssociationTest.__slots__, c, strict=True))) for c in columns
+    )
+
+
+def fit_adjustment(table: StructureTable, mismatch: np.ndarray) -> SizeModel:
+    """The null model of the adjusted tests for `table` labelled by `mismatch`.
+
+    Covariates: a spline of log node count and the converter; clusters: the source models (only
+    when some source model has several rows); strata: node-count quintile x converter.
+    """
+    covariates, names = size_covariates(table.nodes, table.converters)
+    clusters = table.clusters
+    return fit_size_model(
+        mismatch,
+        covariates,
+        names,
+        clusters=clusters if np.bincount(clusters).max(initial=0) > 1 else None,
+        strata=size_strata(table.nodes, table.converters),
     )
 
 

@@ -117,6 +117,11 @@ class StructureTable:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def clusters(self) -> np.ndarray:
+        """An integer id per source model (see ``groups``)."""
+        return np.unique(np.asarray(self.groups, dtype=object), return_inverse=True)[1]
+
     def subset(self, keep: np.ndarray) -> StructureTable:
         """The models where the boolean mask `keep` is true (manifest counts unchanged)."""
         index = np.flatnonzero(keep)

@@ -25,7 +25,8 @@ class OperatorsResult:
     Attributes:
         mismatch_ops: Operators used by at least one mismatching model.
         ok_ops: Operators used by at least one ok model.
-        tests: One test per operator used by some but not all models, most significant first.
+        tests: One test per operator used by at least ``min_support`` models but not all, most
+            significant first.
         untestable: Operators in every model (no contrast to test).
         alpha: The false discovery rate the verdicts use.
     """
@@ -79,7 +80,12 @@ class OperatorsResult:
 
 
 def operators_hypothesis(
-    operators: PresenceMatrix, mismatch: np.ndarray, size_model: SizeModel, *, alpha: float = 0.05
+    operators: PresenceMatrix,
+    mismatch: np.ndarray,
+    size_model: SizeModel,
+    *,
+    min_support: int = 1,
+    alpha: float = 0.05,
 ) -> OperatorsResult:
     """Compare the operator sets of mismatching and ok models and test each operator.
 
@@ -87,24 +93,21 @@ def operators_hypothesis(
         operators: Presence of each operator (1-gram columns) in each model.
         mismatch: Label of each model.
         size_model: Null model for the size-adjusted test.
+        min_support: Fewest models an operator must occur in to be tested.
         alpha: False discovery rate for the significance counts.
     """
     support = operators.support
     mismatch_support = np.asarray(operators.matrix.T @ mismatch.astype(np.int64)).ravel()
     ok_support = support - mismatch_support
     labels = [name[0] for name in operators.names]
-    testable = (support > 0) & (support < operators.matrix.shape[0])
+    testable = (support >= max(min_support, 1)) & (support < operators.matrix.shape[0])
     tests = association_tests(operators.columns(testable), mismatch, size_model)
     return OperatorsResult(
         mismatch_ops=tuple(op for op, k in zip(labels, mismatch_support, strict=True) if k > 0),
         ok_ops=tuple(op for op, k in zip(labels, ok_support, strict=True) if k > 0),
-        tests=tuple(sorted(tests, key=_rank)),
+        tests=tuple(sorted(tests, key=AssociationTest.rank)),
         untestable=tuple(
             op for op, k in zip(labels, support, strict=True) if k == operators.matrix.shape[0]
         ),
         alpha=alpha,
     )
-
-
-def _rank(test: AssociationTest) -> tuple:
-    return (test.q_value_adjusted, test.p_value_adjusted, test.q_value, test.feature)

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from hypotheses.association import fit_adjustment
 from hypotheses.errors import HypothesisInputError
 from hypotheses.features import StructureTable
 from hypotheses.labels import SWEEP_TOLERANCES, Tolerance, describe_tolerance, label_mismatches
 from hypotheses.operators import OperatorsResult, operators_hypothesis
 from hypotheses.prediction import PredictionResult, prediction_hypothesis
 from hypotheses.sequences import SequencesResult, sequences_hypothesis
-from hypotheses.stats import fit_size_model, size_covariates
 from hypotheses.table12 import Table12Column, table12
 from hypotheses.tolerance import SweepRow, tolerance_sweep
 from opseq.ngrams import Ngram
@@ -145,17 +145,13 @@ def build_report(
         HypothesisInputError: If there are no labelled models, or only one class under the rule.
     """
     mismatch = _labels(table, config.tolerance)
-    covariates, names = size_covariates(table.nodes, table.converters)
-    size_model = fit_size_model(mismatch, covariates, names)
-    adjustment = (
-        "score test in a logistic regression of mismatch on "
-        + ", ".join(names[1:])
-        + " (one fit, shared by all n-grams)"
-    )
+    size_model = fit_adjustment(table, mismatch)
+    adjustment = _describe_adjustment(size_model.names, clustered=size_model.clusters is not None)
     operators = operators_hypothesis(
         table.presence.columns(table.presence.lengths == 1),
         mismatch,
         size_model,
+        min_support=config.min_support,
         alpha=config.alpha,
     )
     sequences = sequences_hypothesis(
@@ -198,6 +194,27 @@ def build_report(
         tolerance_sweep=sweep,
         verdicts=_verdicts(operators, sequences, prediction, sweep, config.alpha),
     )
+
+
+def _describe_adjustment(names: Sequence[str], *, clustered: bool) -> str:
+    """Say in words what the adjusted test controls for.
+
+    Examples:
+        >>> _describe_adjustment(["log nodes spline 1", "log nodes spline 2"], clustered=True)
+        'Rao score test in one logistic regression of mismatch on a 2-df spline of log node \
+count; variance robust to clustering by source model'
+    """
+    spline = sum(name.startswith("log nodes spline") for name in names)
+    if spline:
+        terms = [f"a {spline}-df spline of log node count"]
+    elif "log nodes" in names:
+        terms = ["log node count"]
+    else:
+        terms = ["an intercept (every model has the same size)"]
+    if any(name.startswith("converter=") for name in names):
+        terms.append("converter")
+    text = "Rao score test in one logistic regression of mismatch on " + " + ".join(terms)
+    return text + ("; variance robust to clustering by source model" if clustered else "")
 
 
 def _labels(table: StructureTable, tolerance: Tolerance) -> np.ndarray:

@@ -4,11 +4,16 @@ Every n-gram of the requested lengths contained in at least ``min_support`` mode
 of them) is tested twice: unadjusted (one-sided Fisher) and adjusted for model size (score test
 given log node count and converter; see `hypotheses.stats`). Verdicts use the adjusted q-values.
 
-Redundancy: a longer n-gram contained in exactly the same models as one of its sub-n-grams (an
-operator included) has exactly the same tests; it adds nothing, so the minimal significant
-n-grams keep only the shortest. Checking the prefix and suffix suffices: the set of models
-containing an n-gram can only grow as it is shortened, so if a shorter sub-n-gram has the same
-set, so does every sub-n-gram in between.
+Redundancy, as the study reduced to the smallest shared subsequences: a significant n-gram is
+explained, and left out of the minimal set, when
+
+* one of its proper contiguous sub-n-grams (of a tested length) is itself significant: every
+  model containing the longer one contains the shorter one, so the shorter one already names
+  the models; or
+* a sub-n-gram, an operator included, occurs in exactly the same models: then it has exactly the
+  same tests. Checking prefix and suffix suffices here: the set of models containing an n-gram
+  can only grow as it is shortened, so if a shorter sub-n-gram has the same set, so does every
+  sub-n-gram in between.
 """
 
 from __future__ import annotations
@@ -36,8 +41,7 @@ class SequencesResult:
         candidates: Distinct n-grams of those lengths in the corpus.
         tests: The tests, most significant (adjusted) first.
         minimal: Significant (adjusted) n-grams that no sub-n-gram explains, most significant first.
-        explained_by: For every other significant n-gram, the shortest sub-n-gram with the same
-            models.
+        explained_by: For every other significant n-gram, the sub-n-gram that explains it.
         alpha: False discovery rate of the verdicts.
         adjustment: How the adjusted test controls for size.
     """
@@ -106,13 +110,16 @@ def sequences_hypothesis(
     in_range = (lengths >= n_range[0]) & (lengths <= n_range[1])
     tested = in_range & (support >= min_support) & (support < presence.matrix.shape[0])
     tests = association_tests(presence.columns(tested), mismatch, size_model)
-    ranked = tuple(sorted(tests, key=_rank))
+    ranked = tuple(sorted(tests, key=AssociationTest.rank))
     significant = [t for t in ranked if t.q_value_adjusted <= alpha]
+    significant_names = {t.feature for t in significant}
     column_keys = _ColumnKeys(presence)
     explained_by = {}
     minimal = []
     for test in significant:
-        explaining = find_explaining_subgram(test.feature, column_keys)
+        explaining = _significant_subgram(test.feature, significant_names, n_range[0])
+        if explaining is None:
+            explaining = find_explaining_subgram(test.feature, column_keys)
         if explaining is None:
             minimal.append(test)
         else:
@@ -148,6 +155,15 @@ def find_explaining_subgram(ngram: Ngram, column_keys: _ColumnKeys) -> Ngram | N
     return best
 
 
+def _significant_subgram(ngram: Ngram, significant: set[Ngram], min_length: int) -> Ngram | None:
+    """The shortest (then first) proper contiguous sub-n-gram of `ngram` that is significant."""
+    for length in range(min_length, len(ngram)):
+        for start in range(len(ngram) - length + 1):
+            if ngram[start : start + length] in significant:
+                return ngram[start : start + length]
+    return None
+
+
 class _ColumnKeys:
     """The set of models of each n-gram as a hashable key, computed on first use."""
 
@@ -165,7 +181,3 @@ class _ColumnKeys:
                 start, stop = self._csc.indptr[j], self._csc.indptr[j + 1]
                 self._keys[ngram] = np.sort(self._csc.indices[start:stop]).tobytes()
         return self._keys[ngram]
-
-
-def _rank(test: AssociationTest) -> tuple:
-    return (test.q_value_adjusted, test.p_value_adjusted, test.q_value, test.feature)

@@ -11,15 +11,17 @@ corpus of thousands of models and tens of thousands of n-grams is tested in well
 * `fit_size_model` + `score_tests`: the size-adjusted test. A logistic regression of mismatch on
   the covariates (a spline of log node count, and the converter when there are several) is fitted
   once with statsmodels; each feature is then tested by Rao's score test for adding it.
+* `mantel_haenszel_odds_ratios`: the size-adjusted effect size, a common odds ratio over
+  size x converter strata with a Robins-Breslow-Greenland CI.
 
 Why logistic regression with a score test rather than Cochran-Mantel-Haenszel over size strata:
 model size is continuous, and any binning of it leaves residual confounding inside the strata
 that grows with the number of n-grams tested; the score test needs only the fit under the null,
 so all features share one fit and reduce to two sparse matrix products; and it stays defined when
 a feature occurs only in mismatching models (quasi-complete separation), where Wald and
-likelihood-ratio tests on a per-feature fit break down. The adjusted odds ratio reported with it
-is the one-step (Peto-type) estimate exp(U/V) with CI exp(U/V +- z/sqrt(V)), which is accurate
-for moderate effects and shrinks extreme ones toward 1.
+likelihood-ratio tests on a per-feature fit break down. The score test has no effect size of its
+own (its one-step estimate exp(U/V) explodes where V is small), so the adjusted odds ratio
+reported beside it is the Mantel-Haenszel one over size strata.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ __all__ = [
     "fisher_greater",
     "fit_size_model",
     "odds_ratios",
+    "mantel_haenszel_odds_ratios",
     "score_tests",
     "size_covariates",
+    "size_strata",
 ]
 
 # Below this score variance a feature carries no information beyond the covariates (it is
@@ -79,6 +83,8 @@ class SizeModel:
         weights: fitted p (1 - p), per model.
         information_inverse: (Z' W Z)^-1.
         params: Fitted coefficients.
+        clusters: Cluster id of each model (rows of one source model), or None if independent.
+        strata: Size x converter stratum of each model, for the adjusted odds ratios.
     """
 
     covariates: np.ndarray
@@ -87,6 +93,8 @@ class SizeModel:
     weights: np.ndarray
     information_inverse: np.ndarray
     params: np.ndarray
+    clusters: np.ndarray | None
+    strata: np.ndarray
 
 
 def contingency_counts(presence: sp.csr_array, mismatch: np.ndarray) -> ContingencyCounts:
@@ -145,6 +153,74 @@ def odds_ratios(
     return np.exp(log_or), np.exp(log_or - half_width), np.exp(log_or + half_width)
 
 
+def size_strata(nodes: np.ndarray, converters: Sequence[str] = (), *, bins: int = 5) -> np.ndarray:
+    """Stratum of each model: quantile bin of node count (up to `bins`) x converter.
+
+    Examples:
+        >>> size_strata(np.array([10, 20, 30, 40, 50, 60]), ["a", "b"] * 3, bins=2).tolist()
+        [0, 2, 0, 3, 1, 3]
+    """
+    nodes = np.asarray(nodes, dtype=float)
+    edges = np.unique(np.quantile(nodes, np.linspace(0, 1, bins + 1)[1:-1]))
+    size_bin = np.searchsorted(edges, nodes, side="right")
+    converter = np.unique(np.asarray(list(converters) or [""] * len(nodes)), return_inverse=True)[1]
+    return np.unique(converter * (bins + 1) + size_bin, return_inverse=True)[1]
+
+
+def mantel_haenszel_odds_ratios(
+    presence: sp.csr_array,
+    mismatch: np.ndarray,
+    strata: np.ndarray,
+    *,
+    confidence: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mantel-Haenszel odds ratios over strata with Robins-Breslow-Greenland CIs, per column.
+
+    The size-adjusted effect size: the common odds ratio of containing a feature among models of
+    similar size and the same converter. Bounded where the one-step estimate of the score test is
+    not (features whose carriers are almost all of one class). When every stratum lacks
+    discordant cells on one side (the pooled ratio would be 0 or infinite), 0.5 is added to every
+    cell of every stratum (Haldane-Anscombe), as for the unadjusted odds ratio.
+
+    Returns:
+        (odds ratio, CI low, CI high) per column.
+    """
+    mismatch = np.asarray(mismatch, dtype=bool)
+    x = presence.astype(float)
+    cells_by_stratum = []
+    for stratum in np.unique(strata):
+        members = strata == stratum
+        counts = contingency_counts(x[members], mismatch[members])
+        cells_by_stratum.append(np.stack([counts.a, counts.b, counts.c, counts.d]).astype(float))
+    ratio, low, high = _pooled_odds_ratio(cells_by_stratum, confidence)
+    with np.errstate(divide="ignore"):
+        degenerate = ~np.isfinite(np.log(ratio))
+    if degenerate.any():
+        corrected = [cells[:, degenerate] + 0.5 for cells in cells_by_stratum]
+        ratio[degenerate], low[degenerate], high[degenerate] = _pooled_odds_ratio(
+            corrected, confidence
+        )
+    return ratio, low, high
+
+
+def _pooled_odds_ratio(
+    cells_by_stratum: list[np.ndarray], confidence: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """MH ratio R/S and the RGB variance of its log, from per-stratum (a, b, c, d) rows."""
+    r = s = p_ad = pbc_qad = q_bc = 0.0
+    for a, b, c, d in cells_by_stratum:
+        n = np.maximum(a + b + c + d, 1.0)  # an empty stratum contributes nothing
+        ad, bc = a * d / n, b * c / n
+        p, q = (a + d) / n, (b + c) / n
+        r, s = r + ad, s + bc
+        p_ad, pbc_qad, q_bc = p_ad + p * ad, pbc_qad + p * bc + q * ad, q_bc + q * bc
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = r / s
+        variance = p_ad / (2 * r**2) + pbc_qad / (2 * r * s) + q_bc / (2 * s**2)
+        half_width = stats.norm.ppf(0.5 + confidence / 2) * np.sqrt(variance)
+        return ratio, ratio * np.exp(-half_width), ratio * np.exp(half_width)
+
+
 def benjamini_hochberg(p_values: np.ndarray) -> np.ndarray:
     """Benjamini-Hochberg q-values (empty input gives an empty array)."""
     p_values = np.asarray(p_values, dtype=float)
@@ -192,8 +268,18 @@ def size_covariates(
     return np.hstack(columns), tuple(names)
 
 
-def fit_size_model(mismatch: np.ndarray, covariates: np.ndarray, names: Sequence[str]) -> SizeModel:
+def fit_size_model(
+    mismatch: np.ndarray,
+    covariates: np.ndarray,
+    names: Sequence[str],
+    *,
+    clusters: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+) -> SizeModel:
     """Fit the null logistic regression of mismatch on `covariates` (statsmodels GLM).
+
+    `clusters` and `strata` are carried along for the tests that use the model: a cluster-robust
+    score variance, and Mantel-Haenszel odds ratios (one stratum when None).
 
     A covariate that separates the classes (say, a converter whose models all mismatch) drives its
     coefficient to infinity; the fitted probabilities then go to 0 or 1, those models get zero
@@ -223,33 +309,63 @@ def fit_size_model(mismatch: np.ndarray, covariates: np.ndarray, names: Sequence
         weights=weights,
         information_inverse=np.linalg.pinv(information),
         params=np.asarray(result.params),
+        clusters=clusters,
+        strata=np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata),
     )
 
 
-def score_tests(
-    model: SizeModel, presence: sp.csr_array, *, confidence: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def score_tests(model: SizeModel, presence: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
     """Rao score tests for adding each presence column to the null model, one-sided (greater).
 
     With U = x'(y - p) and V = x'Wx - x'WZ (Z'WZ)^-1 Z'Wx, the statistic is U / sqrt(V); its
     square equals statsmodels' ``GLMResults.score_test(exog_extra=x)``.
 
+    When the model has clusters (rows of one cluster are not independent: one source model
+    converted by several converters), V is replaced by max(V, V_cluster), where V_cluster is the
+    cluster-robust (sandwich) variance of U with the small-sample factor C / (C - 1). The maximum
+    keeps the test from ever being more liberal than the model-based one when the robust variance
+    of a rare feature happens to come out small.
+
     Returns:
-        (z statistic, one-sided p-value, one-step odds ratio, CI low, CI high) per column; a
-        column that carries no information beyond the covariates gets z = 0, p = 1, OR = 1.
+        (z statistic, one-sided p-value) per column; a column that carries no information beyond
+        the covariates (in every model, or only where the null model is already certain) gets
+        z = 0, p = 1.
     """
     x = presence.astype(float)
     score = np.asarray(x.T @ model.residuals).ravel()
     weighted = model.weights[:, None] * model.covariates
     cross = np.asarray(x.T @ weighted)  # x'WZ, features x covariates
-    variance = np.asarray(x.T @ model.weights).ravel() - np.einsum(
-        "fk,kl,fl->f", cross, model.information_inverse, cross
+    projection = cross @ model.information_inverse  # B: regression of x on Z, per feature
+    information = np.asarray(x.T @ model.weights).ravel() - np.einsum("fk,fk->f", projection, cross)
+    variance = information
+    clusters = model.clusters
+    if clusters is not None and np.bincount(clusters).max() > 1:
+        robust = _cluster_score_variance(model, x, projection, clusters)
+        variance = np.maximum(information, robust)
+    informative = information > _MIN_VARIANCE
+    z = np.where(informative, score / np.sqrt(np.where(informative, variance, 1.0)), 0.0)
+    return z, np.where(informative, stats.norm.sf(z), 1.0)
+
+
+def _cluster_score_variance(
+    model: SizeModel, x: sp.csr_array, projection: np.ndarray, clusters: np.ndarray
+) -> np.ndarray:
+    """Sum over clusters of the squared cluster score of each feature, C/(C-1) corrected.
+
+    The score of feature f in cluster c is sum_i (x_if - z_i'B_f) r_i = S[c, f] - (R B_f)[c],
+    with S = G'diag(r)X (sparse) and R = G'diag(r)Z, so the sum of squares expands into three
+    terms that never form the dense clusters x features matrix.
+    """
+    count = int(clusters.max()) + 1
+    rows = np.arange(len(clusters))
+    membership = sp.csr_array(
+        (model.residuals, (clusters, rows)), shape=(count, len(clusters))
+    )  # G' diag(r)
+    cluster_scores = (membership @ x).tocsc()  # S, clusters x features
+    cluster_covariates = np.asarray(membership @ model.covariates)  # R, clusters x covariates
+    squares = np.asarray(cluster_scores.multiply(cluster_scores).sum(axis=0)).ravel()
+    cross = np.einsum("fk,fk->f", np.asarray(cluster_scores.T @ cluster_covariates), projection)
+    quadratic = np.einsum(
+        "fk,kl,fl->f", projection, cluster_covariates.T @ cluster_covariates, projection
     )
-    informative = variance > _MIN_VARIANCE
-    safe = np.where(informative, variance, 1.0)
-    z = np.where(informative, score / np.sqrt(safe), 0.0)
-    p = np.where(informative, stats.norm.sf(z), 1.0)
-    beta = np.where(informative, score / safe, 0.0)
-    half_width = np.where(informative, stats.norm.ppf(0.5 + confidence / 2) / np.sqrt(safe), np.inf)
-    with np.errstate(over="ignore"):  # an unbounded CI end is an honest infinity
-        return z, p, np.exp(beta), np.exp(beta - half_width), np.exp(beta + half_width)
+    return (squares - 2 * cross + quadratic) * count / max(count - 1, 1)

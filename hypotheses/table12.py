@@ -11,7 +11,8 @@ On n-grams of length >= 3 (the study's sequences were 3-5 operators after reduct
 
 "Reduced" counts keep only the smallest sequences of a set: a sequence is dropped when one of its
 proper contiguous sub-sequences (of length >= 3) is in the same set, as the study reduced to the
-smallest shared subsequences. The table is computed per converter and over all models.
+smallest shared subsequences. The table is computed per converter, as in the study: pooling
+converters would count one source model converted twice as two models sharing its sequences.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Table12Column:
     """One column group of Table 12 (one converter, or all models).
 
     Attributes:
-        group: Converter name, or ``"all"``.
+        group: Converter name.
         mismatching_models: Mismatching models in the group.
         rows: Row name -> (unique, reduced) sequence counts; reduced is None where the study
             reports none.
@@ -139,18 +140,15 @@ def table12(
     *,
     reference: frozenset[Ngram] | None = None,
 ) -> tuple[Table12Column, ...]:
-    """Table 12 per converter (when there are several) and over all models."""
-    groups = sorted(set(converters))
+    """Table 12, one column group per converter."""
     columns = []
-    if len(groups) > 1:
-        for converter in groups:
-            keep = np.array([c == converter for c in converters])
-            columns.append(
-                table12_column(
-                    presence.rows(keep), mismatch[keep], group=converter, reference=reference
-                )
+    for converter in sorted(set(converters)):
+        keep = np.array([c == converter for c in converters])
+        columns.append(
+            table12_column(
+                presence.rows(keep), mismatch[keep], group=converter, reference=reference
             )
-    columns.append(table12_column(presence, mismatch, group="all", reference=reference))
+        )
     return tuple(columns)
 
 

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from hypotheses.association import fit_adjustment
 from hypotheses.features import StructureTable
 from hypotheses.labels import Tolerance, describe_tolerance, label_mismatches
 from hypotheses.operators import operators_hypothesis
 from hypotheses.sequences import sequences_hypothesis
-from hypotheses.stats import fit_size_model, size_covariates
 
 __all__ = ["SweepRow", "tolerance_sweep"]
 
@@ -90,7 +90,6 @@ def tolerance_sweep(
     A rule under which all models fall in one class gets a row with the counts and a note.
     """
     operators = table.presence.columns(table.presence.lengths == 1)
-    covariates, names = size_covariates(table.nodes, table.converters)
     rows = []
     for tolerance in tolerances:
         mismatch = label_mismatches(table.outputs, tolerance)
@@ -98,8 +97,10 @@ def tolerance_sweep(
         if min(counts.values()) == 0:
             rows.append(SweepRow(tolerance=tolerance, **counts, note="one class only"))
             continue
-        size_model = fit_size_model(mismatch, covariates, names)
-        ops = operators_hypothesis(operators, mismatch, size_model, alpha=alpha)
+        size_model = fit_adjustment(table, mismatch)
+        ops = operators_hypothesis(
+            operators, mismatch, size_model, min_support=min_support, alpha=alpha
+        )
         seqs = sequences_hypothesis(
             table.presence,
             mismatch,

@@ -50,9 +50,20 @@ def planted_corpus(
     planted_odds: float = 4.0,
     hazard: float = 0.01,
     converters: tuple[str, ...] = ("conv",),
+    twins: bool = False,
 ) -> PlantedCorpus:
-    """A corpus of `models` rows with `planted` causal n-grams and `nulls` confounded ones."""
+    """A corpus of `models` rows with `planted` causal n-grams and `nulls` confounded ones.
+
+    With `twins`, every source model is converted twice (two converters): both rows contain the
+    same n-grams, and the second row repeats the first one's outcome 90% of the time.
+    """
     rng = np.random.default_rng(seed)
+    if twins:
+        sources = planted_corpus(
+            seed, models=models // 2, nulls=nulls, planted=planted, planted_odds=planted_odds,
+            hazard=hazard,
+        )  # fmt: skip
+        return _twin(sources, rng)
     nodes = np.exp(rng.uniform(np.log(10), np.log(300), models)).round().astype(int)
     null_rate = rng.uniform(0.001, 0.02, nulls)
     null_presence = rng.random((models, nulls)) < 1 - np.exp(-np.outer(nodes, null_rate))
@@ -85,6 +96,28 @@ def planted_corpus(
         table=table, planted=frozenset(names[nulls : nulls + planted]),
         nulls=frozenset(names[:nulls]),
     )  # fmt: skip
+
+
+def _twin(sources: PlantedCorpus, rng: np.random.Generator) -> PlantedCorpus:
+    table = sources.table
+    rows = np.repeat(np.arange(len(table)), 2)
+    first = table.recorded_mismatch
+    rate = first.mean()
+    second = np.where(rng.random(len(first)) < 0.9, first, rng.random(len(first)) < rate)
+    mismatch = np.column_stack([first, second]).ravel()
+    twinned = StructureTable(
+        ids=tuple(f"{table.ids[i]}/{k}" for i, k in zip(rows, [0, 1] * len(table), strict=True)),
+        converters=("a", "b") * len(table),
+        sources=("planted",) * len(rows),
+        groups=tuple(table.groups[i] for i in rows),
+        nodes=table.nodes[rows],
+        outputs=tuple((comparison(1e-3 if m else 1e-9),) for m in mismatch),
+        recorded_mismatch=mismatch,
+        presence=table.presence.rows(rows),
+        outcomes={"mismatch": int(mismatch.sum()), "ok": int((~mismatch).sum())},
+        n_max=3,
+    )
+    return PlantedCorpus(table=twinned, planted=sources.planted, nulls=sources.nulls)
 
 
 def _odds(p: np.ndarray) -> np.ndarray:
