@@ -12,11 +12,12 @@ from collections.abc import Sequence
 
 from opseq import __version__
 from opseq.cli._common import ExitCode
+from opseq.cli.hypotheses import rewrite_argv
 from opseq.errors import OpseqError
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = ("analyze", "corpus")
+_SUBCOMMANDS = ("analyze", "corpus", "hypotheses")
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (see `ExitCode`)."""
     parser = build_parser()
+    argv = rewrite_argv(sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors

@@ -7,21 +7,13 @@ import pytest
 
 from opseq.cli import main
 from tests import models
+from tests.cli.errors import assert_one_error_line
 
 
 def run(capsys, *argv):
     code = main(["analyze", *map(str, argv)])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_error_line(err: str, *fragments: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("opseq: error: ")
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_analyze_text_reports_summary_histogram_and_ngrams(capsys, save):

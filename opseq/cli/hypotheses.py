@@ -1,0 +1,265 @@
+"""Test hypotheses that relate operator sequences to mismatches on a labelled corpus.
+
+Reads a corpus (manifest.jsonl + models), relabels it under a tolerance rule, and tests: which
+operators and which n-grams are associated with mismatch (one-sided Fisher, and a score test
+adjusted for model size and converter, Benjamini-Hochberg q-values); whether operators and
+n-grams predict mismatch beyond size (cross-validated logistic regression); the study's Table 12;
+and how all this moves with the tolerance. `opseq hypotheses evolution ISSUES.csv` tests the
+study's RQ3: are bigger ONNX opset releases followed by more converter issues?
+
+Example:
+  opseq hypotheses corpus/ --format md -o report.md
+  opseq hypotheses corpus/ --atol 1e-3 --reference onnx-backend-models/ --format html -o r.html
+  opseq hypotheses evolution issues.csv --merge-days 30 --drop-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from opseq.cli._common import (
+    ExitCode,
+    add_output_args,
+    add_verbosity_args,
+    comma_list,
+    open_output,
+    whole_number,
+)
+from opseq.ngrams import parse_ngram_range
+
+__all__ = ["register", "rewrite_argv", "run", "run_evolution"]
+
+logger = logging.getLogger(__name__)
+
+_EVOLUTION = "hypotheses-evolution"
+
+
+def rewrite_argv(argv: Sequence[str]) -> list[str]:
+    """Map ``hypotheses evolution ...`` to the evolution parser.
+
+    ``opseq hypotheses CORPUS`` takes a path where a subcommand would go, so argparse cannot tell
+    ``evolution`` from a corpus directory; the word right after ``hypotheses`` decides.
+
+    Examples:
+        >>> rewrite_argv(["--debug", "hypotheses", "evolution", "i.csv"])
+        ['--debug', 'hypotheses-evolution', 'i.csv']
+        >>> rewrite_argv(["hypotheses", "corpus/"])
+        ['hypotheses', 'corpus/']
+    """
+    argv = list(argv)
+    for i, token in enumerate(argv):
+        if not token.startswith("-"):
+            if token == "hypotheses" and argv[i + 1 : i + 2] == ["evolution"]:
+                return [*argv[:i], _EVOLUTION, *argv[i + 2 :]]
+            break
+    return argv
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``hypotheses`` and ``hypotheses evolution``."""
+    parser = subparsers.add_parser(
+        "hypotheses",
+        help=__doc__.splitlines()[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("corpus", type=Path, metavar="CORPUS", help="corpus directory or manifest")
+    labels = parser.add_argument_group("labels")
+    labels.add_argument(
+        "--atol",
+        type=_non_negative,
+        default=1e-7,
+        help="mismatch when max abs diff >= ATOL (default: the study's %(default)g)",
+    )
+    labels.add_argument(
+        "--rtol", type=_non_negative, help="and max relative diff >= RTOL (default: not used)"
+    )
+    labels.add_argument(
+        "--converter", type=comma_list, default=frozenset(), help="only these converters (a,b)"
+    )
+    labels.add_argument(
+        "--source", type=comma_list, default=frozenset(), help="only these model sources (a,b)"
+    )
+    tests = parser.add_argument_group("tests")
+    tests.add_argument(
+        "--n", type=parse_ngram_range, default=(2, 4), help="n-gram lengths (default: 2..4)"
+    )
+    tests.add_argument(
+        "--min-support",
+        type=whole_number(1),
+        default=5,
+        help="test n-grams in at least this many models (default: %(default)s)",
+    )
+    tests.add_argument(
+        "--alpha", type=_probability, default=0.05, help="false discovery rate (default: 0.05)"
+    )
+    tests.add_argument("--folds", type=whole_number(2), default=5, help="CV folds (default: 5)")
+    tests.add_argument("--repeats", type=whole_number(1), default=5, help="CV repeats (default: 5)")
+    tests.add_argument("--seed", type=int, default=0, help="CV shuffle seed (default: 0)")
+    tests.add_argument("--no-prediction", action="store_true", help="skip the prediction tests")
+    tests.add_argument("--no-sweep", action="store_true", help="skip the tolerance sweep")
+    tests.add_argument(
+        "--reference",
+        type=Path,
+        metavar="DIR",
+        help="reference corpus of .onnx models for Table 12 (e.g. onnx's backend test data)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=whole_number(1),
+        default=min(os.cpu_count() or 1, 2),
+        help="processes reading models (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--top", type=whole_number(1), default=20, help="rows per table in md/text (default: 20)"
+    )
+    add_output_args(parser, ("text", "md", "json", "html"))
+    add_verbosity_args(parser)
+    parser.set_defaults(run=run)
+    _register_evolution(subparsers)
+
+
+def _register_evolution(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        _EVOLUTION,
+        prog="opseq hypotheses evolution",
+        description=(
+            "Are bigger ONNX opset releases followed by more converter issues? "
+            "(the study's RQ3)\n\n"
+            "ISSUES.csv has a created_at column (ISO date) and optionally a cause column. Each\n"
+            "issue is attributed to the latest opset release before it; release sizes (operators\n"
+            "added or changed) come from the installed onnx's schema history.\n\n"
+            "Example:\n  opseq hypotheses evolution issues.csv --merge-days 30 --drop-last"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("issues", type=Path, metavar="ISSUES.csv")
+    parser.add_argument(
+        "--merge-days",
+        type=whole_number(0),
+        default=0,
+        metavar="N",
+        help="merge releases closer than N days (default: 0)",
+    )
+    parser.add_argument("--drop-first", action="store_true", help="drop the first release")
+    parser.add_argument("--drop-last", action="store_true", help="drop the last release")
+    parser.add_argument(
+        "--alpha", type=_probability, default=0.05, help="significance level (default: 0.05)"
+    )
+    add_output_args(parser, ("text", "md", "json"))
+    add_verbosity_args(parser)
+    parser.set_defaults(run=run_evolution)
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    """Run every hypothesis on the corpus and write the report."""
+    from hypotheses.features import load_corpus, read_reference_ngrams
+    from hypotheses.labels import Tolerance
+    from hypotheses.report import ReportConfig, build_report
+
+    if args.format == "html":
+        _require_matplotlib()
+    n_range = args.n
+    table = load_corpus(
+        args.corpus,
+        n_max=max(n_range[1], 3),
+        jobs=args.jobs,
+        converters=sorted(args.converter),
+        sources=sorted(args.source),
+        progress=not args.quiet,
+    )
+    reference = reference_info = None
+    if args.reference is not None:
+        reference, models, unreadable = read_reference_ngrams(
+            args.reference, n_max=max(n_range[1], 3)
+        )
+        reference_info = {"path": str(args.reference), "models": models, "unreadable": unreadable}
+    config = ReportConfig(
+        tolerance=Tolerance(atol=args.atol, rtol=args.rtol),
+        n_range=n_range,
+        min_support=args.min_support,
+        alpha=args.alpha,
+        folds=args.folds,
+        repeats=args.repeats,
+        seed=args.seed,
+        sweep=() if args.no_sweep else ReportConfig().sweep,
+        prediction=not args.no_prediction,
+    )
+    logger.info("testing %d models", len(table))
+    report = build_report(table, config, reference=reference, reference_info=reference_info)
+    _write(args.output, _render(report.to_dict(), args.format, args.top))
+    return ExitCode.OK
+
+
+def run_evolution(args: argparse.Namespace) -> ExitCode:
+    """Test the opset-evolution hypothesis on an issue table."""
+    from hypotheses.evolution import format_evolution_markdown, opset_evolution, read_issues
+
+    result = opset_evolution(
+        read_issues(args.issues),
+        merge_within_days=args.merge_days,
+        drop_first=args.drop_first,
+        drop_last=args.drop_last,
+        alpha=args.alpha,
+    )
+    if args.format == "json":
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+    else:
+        text = format_evolution_markdown(result)
+    _write(args.output, text)
+    return ExitCode.OK
+
+
+def _render(report: dict, fmt: str, top: int) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=1, allow_nan=False) + "\n"
+    if fmt == "html":
+        from hypotheses.render_html import render_html
+
+        return render_html(report)
+    from hypotheses.render_markdown import render_markdown
+
+    return render_markdown(report, top=top)
+
+
+def _write(path: Path | None, text: str) -> None:
+    """Write the whole text at once: a report is never left half-written on disk."""
+    if path is None:
+        with open_output(None) as out:
+            out.write(text)
+        return
+    partial = path.with_name(f".{path.name}.partial")
+    with open_output(partial) as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+def _require_matplotlib() -> None:
+    from opseq._optional import import_optional
+
+    import_optional("matplotlib", "report")
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
