@@ -532,8 +532,8 @@ def _sequence_counts(sequences: dict, alpha: float) -> list[tuple[str, Any]]:
 def _explained_note(explained: Sequence[dict]) -> str:
     if not explained:
         return _p(
-            "No significant n-gram was explained by a sub-n-gram contained in exactly the same "
-            "models.",
+            "No significant n-gram was explained by a sub-n-gram (one that is significant itself, "
+            "or contained in exactly the same models).",
             "note",
         )
     examples = "; ".join(
@@ -541,8 +541,9 @@ def _explained_note(explained: Sequence[dict]) -> str:
     )
     more = ", \u2026" if len(explained) > 5 else ""
     return _p(
-        f"{len(explained):,} significant n-gram(s) were explained by a sub-n-gram contained in "
-        f"exactly the same models and are left out of the minimal set (e.g. {examples}{more}).",
+        f"{len(explained):,} significant n-gram(s) were explained by a sub-n-gram (significant "
+        f"itself, or contained in exactly the same models) and are left out of the minimal set "
+        f"(e.g. {examples}{more}).",
         "note",
     )
 

@@ -169,7 +169,8 @@ def _sequences(sequences: dict[str, Any], top: int) -> str:
         f"({sequences['adjustment']}).",
         "",
         f"Minimal significant n-grams: {len(sequences['minimal'])}; {explained} other significant "
-        "n-grams occur in exactly the same models as one of their sub-n-grams and are left out.",
+        "n-grams are left out because they contain a significant sub-n-gram or occur in exactly "
+        "the models of one.",
     ]
     if sequences["minimal"]:
         header = ["n-gram", *_TEST_HEADER[1:], "adj. q"]
