@@ -7,6 +7,7 @@ reason. n-grams of length 1 are the operators, so one sparse matrix serves both 
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -58,17 +59,31 @@ class PresenceMatrix:
     names: tuple[Ngram, ...]
     matrix: sp.csr_array
 
-    @property
+    @functools.cached_property
     def support(self) -> np.ndarray:
-        """Number of models containing each n-gram."""
-        return np.asarray(self.matrix.sum(axis=0)).ravel()
+        """Number of models containing each n-gram (read-only)."""
+        support = np.asarray(self.matrix.sum(axis=0)).ravel()
+        support.flags.writeable = False
+        return support
 
-    @property
+    @functools.cached_property
     def lengths(self) -> np.ndarray:
-        """Length of each n-gram."""
-        return np.fromiter(
+        """Length of each n-gram (read-only)."""
+        lengths = np.fromiter(
             (len(name) for name in self.names), dtype=np.int64, count=len(self.names)
         )
+        lengths.flags.writeable = False
+        return lengths
+
+    @functools.cached_property
+    def column_of(self) -> dict[Ngram, int]:
+        """The column of each n-gram."""
+        return {name: j for j, name in enumerate(self.names)}
+
+    @functools.cached_property
+    def csc(self) -> sp.csc_array:
+        """The same matrix, column-major."""
+        return self.matrix.tocsc()
 
     def columns(self, keep: np.ndarray) -> PresenceMatrix:
         """The sub-matrix of the columns where `keep` (a boolean mask or index array) selects."""
@@ -76,6 +91,20 @@ class PresenceMatrix:
         return PresenceMatrix(
             names=tuple(self.names[i] for i in index), matrix=self.matrix[:, index].tocsr()
         )
+
+    def testable(self, n_range: tuple[int, int], min_support: int) -> PresenceMatrix:
+        """The columns of lengths `n_range` in >= `min_support` models but not in all of them.
+
+        Cached per arguments: the tolerance sweep asks for the same columns under every rule.
+        """
+        cache = self.__dict__.setdefault("_testable", {})
+        key = (n_range, min_support)
+        if key not in cache:
+            lengths, support = self.lengths, self.support
+            keep = (lengths >= n_range[0]) & (lengths <= n_range[1])
+            keep &= (support >= max(min_support, 1)) & (support < self.matrix.shape[0])
+            cache[key] = self.columns(keep)
+        return cache[key]
 
     def rows(self, keep: np.ndarray) -> PresenceMatrix:
         """The sub-matrix of the models where `keep` selects (columns unchanged)."""
@@ -174,12 +203,13 @@ def presence_matrix(structures: Sequence[ModelStructure]) -> PresenceMatrix:
     indptr = np.zeros(len(structures) + 1, dtype=np.int32)
     np.cumsum([len(s.ngrams) for s in structures], out=indptr[1:])
     indices = np.fromiter(
-        (column[ngram] for s in structures for ngram in sorted(s.ngrams, key=column.__getitem__)),
+        (column[ngram] for s in structures for ngram in s.ngrams),
         dtype=np.int32,
         count=int(indptr[-1]),
     )
     data = np.ones(len(indices), dtype=np.int8)
     matrix = sp.csr_array((data, indices, indptr), shape=(len(structures), len(vocabulary)))
+    matrix.sort_indices()
     return PresenceMatrix(names=tuple(vocabulary), matrix=matrix)
 
 

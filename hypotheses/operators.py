@@ -100,8 +100,7 @@ def operators_hypothesis(
     mismatch_support = np.asarray(operators.matrix.T @ mismatch.astype(np.int64)).ravel()
     ok_support = support - mismatch_support
     labels = [name[0] for name in operators.names]
-    testable = (support >= max(min_support, 1)) & (support < operators.matrix.shape[0])
-    tests = association_tests(operators.columns(testable), mismatch, size_model)
+    tests = association_tests(operators.testable((1, 1), min_support), mismatch, size_model)
     return OperatorsResult(
         mismatch_ops=tuple(op for op, k in zip(labels, mismatch_support, strict=True) if k > 0),
         ok_ops=tuple(op for op, k in zip(labels, ok_support, strict=True) if k > 0),

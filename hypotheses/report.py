@@ -44,6 +44,7 @@ class ReportConfig:
         seed: Seed of the cross-validation shuffles.
         sweep: Rules of the tolerance sweep (empty to skip it).
         prediction: Run the prediction hypothesis.
+        jobs: Threads for the cross-validation fits.
     """
 
     tolerance: Tolerance = field(default_factory=Tolerance)
@@ -55,6 +56,7 @@ class ReportConfig:
     seed: int = 0
     sweep: tuple[Tolerance, ...] = SWEEP_TOLERANCES
     prediction: bool = True
+    jobs: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -176,6 +178,7 @@ def build_report(
             folds=config.folds,
             repeats=config.repeats,
             seed=config.seed,
+            jobs=config.jobs,
         )
     sweep = tolerance_sweep(
         table,

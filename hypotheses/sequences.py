@@ -106,10 +106,8 @@ def sequences_hypothesis(
         adjustment: Description of the size adjustment, for the report.
     """
     lengths = presence.lengths
-    support = presence.support
     in_range = (lengths >= n_range[0]) & (lengths <= n_range[1])
-    tested = in_range & (support >= min_support) & (support < presence.matrix.shape[0])
-    tests = association_tests(presence.columns(tested), mismatch, size_model)
+    tests = association_tests(presence.testable(n_range, min_support), mismatch, size_model)
     ranked = tuple(sorted(tests, key=AssociationTest.rank))
     significant = [t for t in ranked if t.q_value_adjusted <= alpha]
     significant_names = {t.feature for t in significant}
@@ -168,16 +166,16 @@ class _ColumnKeys:
     """The set of models of each n-gram as a hashable key, computed on first use."""
 
     def __init__(self, presence: PresenceMatrix) -> None:
-        self._csc = presence.matrix.tocsc()
-        self._column = {name: j for j, name in enumerate(presence.names)}
+        self._presence = presence
         self._keys: dict[Ngram, bytes | None] = {}
 
     def get(self, ngram: Ngram) -> bytes | None:
         if ngram not in self._keys:
-            j = self._column.get(ngram)
+            j = self._presence.column_of.get(ngram)
             if j is None:
                 self._keys[ngram] = None
             else:
-                start, stop = self._csc.indptr[j], self._csc.indptr[j + 1]
-                self._keys[ngram] = np.sort(self._csc.indices[start:stop]).tobytes()
+                csc = self._presence.csc
+                start, stop = csc.indptr[j], csc.indptr[j + 1]
+                self._keys[ngram] = np.sort(csc.indices[start:stop]).tobytes()
         return self._keys[ngram]

@@ -113,7 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=whole_number(1),
         default=min(os.cpu_count() or 1, 2),
-        help="processes reading models (default: %(default)s)",
+        help="processes reading models, threads fitting CV folds (default: %(default)s)",
     )
     parser.add_argument(
         "--top", type=whole_number(1), default=20, help="rows per table in md/text (default: 20)"
@@ -189,6 +189,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         seed=args.seed,
         sweep=() if args.no_sweep else ReportConfig().sweep,
         prediction=not args.no_prediction,
+        jobs=args.jobs,
     )
     logger.info("testing %d models", len(table))
     report = build_report(table, config, reference=reference, reference_info=reference_info)
