@@ -2,11 +2,15 @@
 
     python corpus/build_corpus.py run [--workers 2] [--only SOURCE]   # run or resume campaigns
     python corpus/build_corpus.py readme                              # regenerate README.md
+    python corpus/build_corpus.py knowledge                           # hypotheses.{json,md}
 
 `run` executes each campaign of `CAMPAIGNS` with ``opseq corpus build`` into this directory (cases
 already in the manifest are skipped) and appends its wall time to ``campaigns.jsonl``; `readme`
 renders the outcome table, the raw difference distribution, throughput and the time per stage
-from ``manifest.jsonl`` and ``campaigns.jsonl``, next to the numbers of Jajal et al. (ISSTA 2024).
+from ``manifest.jsonl`` and ``campaigns.jsonl``, next to the numbers of Jajal et al. (ISSTA 2024);
+`knowledge` writes the corpus's hypothesis report (its knowledge base, DESIGN.md) at NNSmith's
+1e-3, where a mismatch is no longer float32 summation noise, with the ONNX backend test models
+that ship in the onnx package as the reference corpus.
 """
 
 from __future__ import annotations
@@ -141,8 +145,30 @@ def write_readme() -> None:
         _op_reach_section(rows),
         "## Most common failures\n",
         _failure_section(rows),
+        *_knowledge_section(),
     ]
     (CORPUS / "README.md").write_text("\n".join(sections), encoding="utf-8")
+
+
+def _knowledge_section() -> list[str]:
+    """The verdicts of the shipped hypothesis report, if `knowledge` has written it."""
+    path = CORPUS / "hypotheses.json"
+    if not path.exists():
+        return []
+    report = json.loads(path.read_text(encoding="utf-8"))
+    lines = [
+        "| question | answer | evidence |",
+        "|---|---|---|",
+        *(f"| {v['question']} | **{v['answer']}** | {v['evidence']} |" for v in report["verdicts"]),
+    ]
+    return [
+        "## Hypotheses (the knowledge base)\n",
+        f"`hypotheses.json` (the machine-readable report other tools read) and `hypotheses.md`, "
+        f"written by `build_corpus.py knowledge`: `opseq hypotheses` under "
+        f"`{report['config']['tolerance']}` ({report['corpus']['mismatch']} mismatch, "
+        f"{report['corpus']['ok']} ok), with the ONNX backend test models as reference corpus.\n",
+        "\n".join(lines) + "\n",
+    ]
 
 
 def _difference_table(rows: list[dict]) -> str:
@@ -282,6 +308,17 @@ def _version(name: str) -> str:
         return f"{name} (not installed)"
 
 
+def write_knowledge_base() -> None:
+    import onnx
+
+    reference = Path(onnx.__file__).parent / "backend" / "test" / "data"
+    for fmt in ("json", "md"):
+        command = [sys.executable, "-m", "opseq", "hypotheses", str(CORPUS), "--atol", "1e-3"]
+        command += ["--reference", str(reference), "--format", fmt, "-q"]
+        command += ["-o", str(CORPUS / f"hypotheses.{fmt}")]
+        subprocess.run(command, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -289,7 +326,11 @@ def main() -> None:
     run.add_argument("--workers", default=str(os.cpu_count() or 1))
     run.add_argument("--only", help="run only the campaigns of this source")
     commands.add_parser("readme", help="regenerate corpus/README.md")
+    commands.add_parser("knowledge", help="regenerate hypotheses.json and hypotheses.md")
     args = parser.parse_args()
+    if args.command == "knowledge":
+        write_knowledge_base()
+        return
     if args.command == "run":
         run_campaigns(args.workers, args.only)
     write_readme()

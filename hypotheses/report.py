@@ -342,7 +342,7 @@ def _prediction_verdicts(prediction: PredictionResult, alpha: float) -> list[Ver
                     f"with {gain.larger} vs {auc_small.mean:.3f} "
                     f"[{auc_small.ci_low:.3f}, {auc_small.ci_high:.3f}] with {gain.smaller}: "
                     f"gain {gain.gain:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}], "
-                    f"corrected resampled t p = {gain.p_value:.3g}"
+                    f"corrected resampled t, one-sided p = {gain.p_value:.3g}"
                 ),
             )
         )
@@ -353,10 +353,10 @@ def _tolerance_verdict(sweep: Sequence[SweepRow]) -> Verdict:
     tested = [row for row in sweep if row.sequences_associated is not None]
     holds = [describe_tolerance(row.tolerance) for row in tested if row.sequences_associated]
     fails = [describe_tolerance(row.tolerance) for row in tested if not row.sequences_associated]
-    answer = "undetermined" if not tested else ("no" if fails else "yes")
+    answer = "undetermined" if not tested else ("no" if holds and fails else "yes")
     return Verdict(
         key="tolerance",
-        question="Does the sequences verdict hold at every tolerance of the sweep?",
+        question="Is the sequences verdict the same at every tolerance of the sweep?",
         answer=answer,
         evidence=(
             f"sequences associated beyond size at {len(holds)} of {len(tested)} rules"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -60,3 +61,14 @@ def test_shipped_corpus_models_structure_only_and_under_60_mb(rows):
         assert is_structure_only(onnx.load(CORPUS / row.model, load_external_data=False)), row.id
     size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file() and "logs" not in p.parts)
     assert size < 60e6
+
+
+def test_shipped_knowledge_base_describes_this_manifest(rows):
+    report = json.loads((CORPUS / "hypotheses.json").read_text(encoding="utf-8"))
+    assert report["schema_version"] == 1
+    assert report["corpus"]["rows"] == len(rows)
+    labelled = sum(row.outcome in (Outcome.OK, Outcome.MISMATCH) for row in rows)
+    assert report["corpus"]["labelled"] == labelled
+    assert report["config"]["atol"] == 1e-3
+    assert {v["key"] for v in report["verdicts"]} >= {"operators", "sequences"}
+    assert "## Verdicts" in (CORPUS / "hypotheses.md").read_text(encoding="utf-8")
