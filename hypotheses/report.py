@@ -8,7 +8,7 @@ contract of DESIGN.md that the coverage gate and external scripts read.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,9 +25,18 @@ from hypotheses.table12 import Table12Column, table12
 from hypotheses.tolerance import SweepRow, tolerance_sweep
 from opseq.ngrams import Ngram
 
-__all__ = ["SCHEMA_VERSION", "HypothesisReport", "ReportConfig", "Verdict", "build_report"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "STAGES",
+    "HypothesisReport",
+    "ReportConfig",
+    "Verdict",
+    "build_report",
+]
 
 SCHEMA_VERSION = 1
+#: What `build_report` reports to its ``on_stage`` callback, in order.
+STAGES = ("operators", "sequences", "prediction", "tolerance sweep", "table 12")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +143,7 @@ def build_report(
     *,
     reference: frozenset[Ngram] | None = None,
     reference_info: dict[str, Any] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> HypothesisReport:
     """Run every hypothesis on a corpus.
 
@@ -142,11 +152,14 @@ def build_report(
         config: What to test and how.
         reference: n-grams of a reference corpus, for Table 12's row ③.
         reference_info: What the reference corpus was (recorded in the report).
+        on_stage: Called with the name of each stage (`STAGES`) as it starts, for progress.
 
     Raises:
         HypothesisInputError: If there are no labelled models, or only one class under the rule.
     """
+    started = on_stage or (lambda _: None)
     mismatch = _labels(table, config.tolerance)
+    started("operators")
     size_model = fit_adjustment(table, mismatch)
     adjustment = _describe_adjustment(size_model.names, clustered=size_model.clusters is not None)
     operators = operators_hypothesis(
@@ -156,6 +169,7 @@ def build_report(
         min_support=config.min_support,
         alpha=config.alpha,
     )
+    started("sequences")
     sequences = sequences_hypothesis(
         table.presence,
         mismatch,
@@ -166,6 +180,7 @@ def build_report(
         adjustment=adjustment,
     )
     prediction = None
+    started("prediction")
     if config.prediction:
         prediction = prediction_hypothesis(
             table.presence,
@@ -180,6 +195,7 @@ def build_report(
             seed=config.seed,
             jobs=config.jobs,
         )
+    started("tolerance sweep")
     sweep = tolerance_sweep(
         table,
         config.sweep,
@@ -187,13 +203,15 @@ def build_report(
         min_support=config.min_support,
         alpha=config.alpha,
     )
+    started("table 12")
+    shared = table12(table.presence, mismatch, table.converters, reference=reference)
     return HypothesisReport(
         config=config,
         corpus=_describe_corpus(table, mismatch, reference_info),
         operators=operators,
         sequences=sequences,
         prediction=prediction,
-        table12=table12(table.presence, mismatch, table.converters, reference=reference),
+        table12=shared,
         tolerance_sweep=sweep,
         verdicts=_verdicts(operators, sequences, prediction, sweep, config.alpha),
     )

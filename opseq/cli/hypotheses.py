@@ -16,10 +16,12 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from opseq.cli._common import (
@@ -160,7 +162,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Run every hypothesis on the corpus and write the report."""
     from hypotheses.features import load_corpus, read_reference_ngrams
     from hypotheses.labels import Tolerance
-    from hypotheses.report import ReportConfig, build_report
+    from hypotheses.report import STAGES, ReportConfig, build_report
 
     if args.format == "html":
         _require_matplotlib()
@@ -192,7 +194,10 @@ def run(args: argparse.Namespace) -> ExitCode:
         jobs=args.jobs,
     )
     logger.info("testing %d models", len(table))
-    report = build_report(table, config, reference=reference, reference_info=reference_info)
+    with _stage_bar(STAGES, quiet=bool(args.quiet)) as on_stage:
+        report = build_report(
+            table, config, reference=reference, reference_info=reference_info, on_stage=on_stage
+        )
     _write(args.output, _render(report.to_dict(), args.format, args.top))
     return ExitCode.OK
 
@@ -214,6 +219,26 @@ def run_evolution(args: argparse.Namespace) -> ExitCode:
         text = format_evolution_markdown(result)
     _write(args.output, text)
     return ExitCode.OK
+
+
+@contextlib.contextmanager
+def _stage_bar(stages: Sequence[str], *, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A progress bar over the report's stages (on a TTY, unless quiet)."""
+    from tqdm import tqdm
+
+    with tqdm(
+        total=len(stages), unit="stage", file=sys.stderr, disable=True if quiet else None,
+        leave=False, bar_format="{desc} {n_fmt}/{total_fmt} [{elapsed}]",
+    ) as bar:  # fmt: skip
+        done: list[str] = []
+
+        def on_stage(name: str) -> None:
+            if done:
+                bar.update(1)
+            done.append(name)
+            bar.set_description_str(f"testing: {name}")
+
+        yield on_stage
 
 
 def _render(report: dict, fmt: str, top: int) -> str:

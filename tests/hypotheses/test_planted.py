@@ -17,7 +17,7 @@ from hypotheses.association import fit_adjustment
 from hypotheses.errors import HypothesisInputError
 from hypotheses.features import PresenceMatrix
 from hypotheses.labels import Tolerance
-from hypotheses.report import ReportConfig, build_report
+from hypotheses.report import STAGES, ReportConfig, build_report
 from hypotheses.sequences import sequences_hypothesis
 from hypotheses.stats import fit_size_model, size_covariates
 from tests.hypotheses.planted import planted_corpus
@@ -189,3 +189,10 @@ def test_a_rule_with_one_class_is_a_row_of_the_sweep_not_a_crash():
     assert rows[0].note == "" and rows[0].ngrams_tested > 0
     assert rows[1].note == "one class only" and rows[1].mismatch == 0 and rows[1].ok == 300
     assert rows[1].sequences_associated is None
+
+
+def test_build_report_announces_every_stage_in_order():
+    table = planted_corpus(4, models=200, nulls=10, planted=2).table
+    seen: list[str] = []
+    build_report(table, ReportConfig(repeats=1), on_stage=seen.append)
+    assert tuple(seen) == STAGES
