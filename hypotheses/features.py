@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from opseq.corpus import ManifestRow, manifest_path, read_manifest
 from opseq.difftest.compare import OutputComparison
-from opseq.errors import OpseqError
+from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs, load_model
 from opseq.ngrams import Ngram, mine_ngrams
 from opseq.outcomes import Outcome
@@ -291,8 +291,6 @@ def read_reference_ngrams(
     Raises:
         ConfigError: If `directory` is not a directory or holds no ``.onnx`` file.
     """
-    from opseq.errors import ConfigError
-
     if not directory.is_dir():
         raise ConfigError(f"{directory}: reference corpus is not a directory")
     paths = sorted(directory.rglob("*.onnx"))

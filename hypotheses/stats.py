@@ -135,6 +135,10 @@ def odds_ratios(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Odds ratios ad/bc with Woolf confidence intervals, Haldane-Anscombe corrected.
 
+    The correction is what makes zero cells finite, at a price with very unbalanced classes: a
+    feature in 5 of 2,041 mismatching and 0 of 136 ok models gets (5.5 x 136.5) / (0.5 x 2,036.5)
+    = 0.74, below 1. Read such ratios with the Fisher p-value, which has no such artefact.
+
     Returns:
         (odds ratio, CI low, CI high), one entry per feature.
 
