@@ -32,6 +32,7 @@ from opseq.cli._common import (
     open_output,
     whole_number,
 )
+from opseq.errors import ConfigError
 from opseq.ngrams import parse_ngram_range
 
 __all__ = ["register", "rewrite_argv", "run", "run_evolution"]
@@ -164,26 +165,27 @@ def run(args: argparse.Namespace) -> ExitCode:
     from hypotheses.labels import Tolerance
     from hypotheses.report import STAGES, ReportConfig, build_report
 
+    # Everything that can fail fast does, before minutes of work.
     if args.format == "html":
         _require_matplotlib()
-    n_range = args.n
+    if args.output is not None and not args.output.parent.is_dir():
+        raise ConfigError(f"cannot write {args.output}: no such directory {args.output.parent}")
+    n_max = max(args.n[1], 3)  # Table 12 needs n-grams of length >= 3
+    reference = reference_info = None
+    if args.reference is not None:
+        reference, models, unreadable = read_reference_ngrams(args.reference, n_max=n_max)
+        reference_info = {"path": str(args.reference), "models": models, "unreadable": unreadable}
     table = load_corpus(
         args.corpus,
-        n_max=max(n_range[1], 3),
+        n_max=n_max,
         jobs=args.jobs,
         converters=sorted(args.converter),
         sources=sorted(args.source),
         progress=not args.quiet,
     )
-    reference = reference_info = None
-    if args.reference is not None:
-        reference, models, unreadable = read_reference_ngrams(
-            args.reference, n_max=max(n_range[1], 3)
-        )
-        reference_info = {"path": str(args.reference), "models": models, "unreadable": unreadable}
     config = ReportConfig(
         tolerance=Tolerance(atol=args.atol, rtol=args.rtol),
-        n_range=n_range,
+        n_range=args.n,
         min_support=args.min_support,
         alpha=args.alpha,
         folds=args.folds,

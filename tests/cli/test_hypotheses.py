@@ -208,3 +208,9 @@ def test_shipped_corpus_report(capsys):
     assert [c["group"] for c in report["table12"]] == [
         "tf2onnx", "torch.onnx-dynamo", "torch.onnx-torchscript",
     ]  # fmt: skip
+
+
+def test_bad_reference_fails_before_the_corpus_is_read(capsys, tmp_path):
+    code, _, err = run(capsys, tmp_path / "no-corpus", "--reference", tmp_path / "no-ref")
+    assert code == 2
+    assert_one_error_line(err, "no-ref", "not a directory")
