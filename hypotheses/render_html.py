@@ -17,11 +17,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from hypotheses.figures import roc_png, sweep_png, volcano_png
+from hypotheses.formatting import (
+    DASH,
+    as_number,
+    format_count,
+    format_odds_ratio,
+    format_p,
+)
 
-__all__ = ["format_count", "format_odds_ratio", "format_p", "render_html"]
+__all__ = ["render_html"]
 
-DASH = "\u2013"
-INFINITY = "\u221e"
 _TOP_OPERATORS = 30
 _TOP_NGRAMS = 50
 _NUM = ' class="num"'
@@ -136,98 +141,17 @@ def render_html(report: dict) -> str:
 # --- number formatting ----------------------------------------------------------------------
 
 
-def format_p(value: Any) -> str:
-    """A p- or q-value: 3 significant digits, scientific notation below 1e-3.
-
-    Args:
-        value: The number, or None.
-
-    Returns:
-        The text; None (or NaN) gives an en dash.
-
-    Examples:
-        >>> format_p(0.000123), format_p(0.0123), format_p(0.5), format_p(None) == DASH
-        ('1.23e-04', '0.0123', '0.500', True)
-    """
-    number = _number(value)
-    if number is None:
-        return DASH
-    if math.isinf(number):
-        return INFINITY if number > 0 else "-" + INFINITY
-    if number != 0 and abs(number) < 1e-3:
-        return f"{number:.2e}"
-    return _three_significant(number)
-
-
-def format_odds_ratio(value: Any) -> str:
-    """An odds ratio: 3 significant digits; None as an en dash, infinity as ∞.
-
-    Args:
-        value: The number, or None (the JSON report writes an infinite odds ratio as null).
-
-    Returns:
-        The text.
-
-    Examples:
-        >>> format_odds_ratio(2.8587), format_odds_ratio(643.9), format_odds_ratio(float("inf"))
-        ('2.86', '644', '∞')
-    """
-    number = _number(value)
-    if number is None:
-        return DASH
-    if math.isinf(number):
-        return INFINITY if number > 0 else "-" + INFINITY
-    if number != 0 and not 1e-3 <= abs(number) < 1e6:
-        return f"{number:.2e}"
-    return _three_significant(number)
-
-
-def format_count(value: Any) -> str:
-    """A count with thousands separators; None as an en dash.
-
-    Args:
-        value: An integer, a float, or None.
-
-    Returns:
-        The text.
-
-    Examples:
-        >>> format_count(187906), format_count(None) == DASH, format_count(94.0)
-        ('187,906', True, '94')
-    """
-    number = _number(value)
-    if number is None:
-        return DASH
-    if isinstance(value, int) or number.is_integer():
-        return f"{int(number):,}"
-    return _three_significant(number)
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        return None
-    return float(value)
-
-
-def _three_significant(number: float) -> str:
-    if number == 0:
-        return "0"
-    rounded = float(f"{number:.3g}")
-    decimals = max(0, 2 - math.floor(math.log10(abs(rounded))))
-    return f"{rounded:.{decimals}f}"
-
-
 def _interval(value: Any, low: Any, high: Any, fmt: Callable[[Any], str]) -> str:
     return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
 
 
 def _auc(value: Any) -> str:
-    number = _number(value)
+    number = as_number(value)
     return DASH if number is None else f"{number:.3f}"
 
 
 def _signed(value: Any) -> str:
-    number = _number(value)
+    number = as_number(value)
     return DASH if number is None else f"{number:+.3f}"
 
 
@@ -309,7 +233,7 @@ def _key_values(pairs: Iterable[tuple[str, Any]]) -> str:
     """A two-column table without a head: name, value (right-aligned when a number)."""
     rows = "\n".join(
         f'<tr><th scope="row">{_e(key)}</th>'
-        f"<td{_NUM if _number(value) is not None else ''}>{_e(_plain(value))}</td></tr>"
+        f"<td{_NUM if as_number(value) is not None else ''}>{_e(_plain(value))}</td></tr>"
         for key, value in pairs
     )
     return f'<table class="kv">\n<tbody>\n{rows}\n</tbody></table>'
@@ -413,7 +337,7 @@ def _config_rows(config: dict) -> list[tuple[str, Any]]:
 
 
 def _alpha(report: dict) -> float:
-    alpha = _number((report.get("config") or {}).get("alpha"))
+    alpha = as_number((report.get("config") or {}).get("alpha"))
     return 0.05 if alpha is None else alpha
 
 
@@ -483,7 +407,7 @@ def _test_row(test: dict, key: str) -> list[str]:
 
 
 def _significance_class(test: dict, alpha: float) -> str:
-    q = _number(test.get("q_value_adjusted"))
+    q = as_number(test.get("q_value_adjusted"))
     return "sig" if q is not None and q <= alpha else ""
 
 
@@ -617,7 +541,7 @@ def _gains_table(gains: Sequence[dict]) -> str:
 
 
 def _plain_float(value: Any) -> str:
-    number = _number(value)
+    number = as_number(value)
     return DASH if number is None else f"{number:.2f}"
 
 
@@ -693,7 +617,7 @@ def _sweep_section(report: dict) -> str:
 
 def _is_numeric_column(rows: Sequence[dict], key: str) -> bool:
     values = [row.get(key) for row in rows if row.get(key) is not None]
-    return bool(values) and all(_number(v) is not None for v in values)
+    return bool(values) and all(as_number(v) is not None for v in values)
 
 
 def _footer(report: dict) -> str:

@@ -6,39 +6,12 @@ rendered again later without the corpus.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-__all__ = ["format_number", "format_p", "markdown_table", "render_markdown"]
+from hypotheses.formatting import DASH, format_odds_ratio, format_p
 
-_DASH = "\u2013"  # en dash: a missing value
-
-
-def format_p(value: float | None) -> str:
-    """A p- or q-value in 3 significant digits, scientific below 1e-3.
-
-    Examples:
-        >>> format_p(0.000123), format_p(0.0456), format_p(None) == _DASH
-        ('1.23e-04', '0.0456', True)
-    """
-    if value is None:
-        return _DASH
-    return f"{value:.2e}" if value < 1e-3 else f"{value:.3g}"
-
-
-def format_number(value: float | None) -> str:
-    """An odds ratio or AUC in 3 significant digits; None is a dash, infinity is ∞.
-
-    Examples:
-        >>> format_number(12.3456), format_number(float("inf")), format_number(None) == _DASH
-        ('12.3', '∞', True)
-    """
-    if value is None:
-        return _DASH
-    if math.isinf(value):
-        return "∞" if value > 0 else "-∞"
-    return f"{value:.3g}"
+__all__ = ["markdown_table", "render_markdown"]
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, right: int = 1) -> str:
@@ -287,7 +260,7 @@ def _sweep(rows: list[dict[str, Any]]) -> str:
 
 
 def _ratio(value: float | None, low: float | None, high: float | None) -> str:
-    return f"{format_number(value)} [{format_number(low)}, {format_number(high)}]"
+    return f"{format_odds_ratio(value)} [{format_odds_ratio(low)}, {format_odds_ratio(high)}]"
 
 
 def _names(names: list[str]) -> str:
@@ -296,7 +269,7 @@ def _names(names: list[str]) -> str:
 
 def _cell(value: Any) -> str:
     if value is None:
-        return _DASH
+        return DASH
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

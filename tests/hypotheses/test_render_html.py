@@ -9,12 +9,8 @@ from html.parser import HTMLParser
 import pytest
 
 from hypotheses.figures import roc_png, sweep_png, volcano_png
-from hypotheses.render_html import (
-    format_count,
-    format_odds_ratio,
-    format_p,
-    render_html,
-)
+from hypotheses.formatting import format_count, format_odds_ratio, format_p
+from hypotheses.render_html import render_html
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DASH = "\u2013"
