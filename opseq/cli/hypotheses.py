@@ -135,8 +135,8 @@ def _register_evolution(subparsers: argparse._SubParsersAction) -> None:
             "Are bigger ONNX opset releases followed by more converter issues? "
             "(the study's RQ3)\n\n"
             "ISSUES.csv has a created_at column (ISO date) and optionally a cause column. Each\n"
-            "issue is attributed to the latest opset release before it; release sizes (operators\n"
-            "added or changed) come from the installed onnx's schema history.\n\n"
+            "issue is attributed to the latest opset release on or before its day; release sizes\n"
+            "(operators added or changed) come from the installed onnx's schema history.\n\n"
             "Example:\n  opseq hypotheses evolution issues.csv --merge-days 30 --drop-last"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
