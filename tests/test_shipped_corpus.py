@@ -72,3 +72,13 @@ def test_shipped_knowledge_base_describes_this_manifest(rows):
     assert report["config"]["atol"] == 1e-3
     assert {v["key"] for v in report["verdicts"]} >= {"operators", "sequences"}
     assert "## Verdicts" in (CORPUS / "hypotheses.md").read_text(encoding="utf-8")
+
+
+def test_shipped_issue_table_runs_through_the_evolution_test():
+    from hypotheses.evolution import opset_evolution, read_issues
+
+    issues = read_issues(CORPUS / "issues" / "converter_issues.csv")
+    assert len(issues) == 315
+    result = opset_evolution(issues)
+    assert result.overall.n_groups >= 20 and result.overall.rho is not None
+    assert {"incompatibility", "type"} <= set(result.by_cause)
