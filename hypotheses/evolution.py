@@ -24,6 +24,7 @@ problems), rejected as weak. This module re-tests that on any issue table.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import warnings
 from collections import Counter
@@ -139,6 +140,8 @@ class Correlation:
         alpha: Significance level of the verdict.
         verdict: The verdict in the study's words, or None when rho is undefined.
         reason: Why rho is undefined, else None.
+        q_value: Benjamini-Hochberg q over the per-cause family (per-cause correlations only);
+            significance is then judged on it, since several causes are tested at once.
     """
 
     rho: float | None
@@ -148,13 +151,15 @@ class Correlation:
     alpha: float
     verdict: str | None = None
     reason: str | None = None
+    q_value: float | None = None
 
     @property
     def supported(self) -> bool | None:
         """True for a moderate or strong positive correlation significant at alpha."""
         if self.rho is None or self.p_value is None:
             return None
-        return self.rho >= WEAK_BELOW and self.p_value <= self.alpha
+        evidence = self.p_value if self.q_value is None else self.q_value
+        return self.rho >= WEAK_BELOW and evidence <= self.alpha
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -164,6 +169,7 @@ class Correlation:
             "n_groups": self.n_groups,
             "issues": self.issues,
             "alpha": self.alpha,
+            "q_value": self.q_value,
             "supported": self.supported,
             "verdict": self.verdict,
             "reason": self.reason,
@@ -448,26 +454,32 @@ def _undefined_reason(sizes: Sequence[int], counts: Sequence[int]) -> str | None
     return None
 
 
-def describe_correlation(rho: float, p_value: float, *, n_groups: int, alpha: float) -> str:
+def describe_correlation(
+    rho: float, p_value: float, *, n_groups: int, alpha: float, q_value: float | None = None
+) -> str:
     """The verdict on H1 ("larger releases are followed by more issues") in the study's words.
 
     Strength: |rho| < 0.4 weak, 0.4-0.7 moderate, >= 0.7 strong (the usual convention). Only a
-    moderate or strong positive rho with p <= alpha supports the hypothesis.
+    moderate or strong positive rho with p <= alpha (q <= alpha when a q-value is given: one of
+    several causes) supports the hypothesis.
 
     Examples:
         >>> describe_correlation(0.34, 0.12, n_groups=20, alpha=0.05)
         'weak positive correlation (rho=0.34, p=0.12, n=20): rejected as weak'
-    """
+        >>> describe_correlation(0.6, 0.01, n_groups=20, alpha=0.05, q_value=0.06)
+        'moderate positive correlation (rho=0.60, p=0.01, q=0.06, n=20): rejected (not significant at alpha=0.05)'
+    """  # noqa: E501
     size = abs(rho)
     strength = "weak" if size < WEAK_BELOW else "moderate" if size < STRONG_FROM else "strong"
     direction = "positive" if rho > 0 else "negative" if rho < 0 else "no"
     stated = f"{strength} {direction} correlation" if rho != 0 else "no correlation"
-    numbers = f"(rho={rho:.2f}, p={p_value:.2g}, n={n_groups})"
+    q_text = "" if q_value is None else f", q={q_value:.2g}"
+    numbers = f"(rho={rho:.2f}, p={p_value:.2g}{q_text}, n={n_groups})"
     if rho <= 0:
         outcome = "rejected (not positive)"
     elif size < WEAK_BELOW:
         outcome = "rejected as weak"
-    elif p_value > alpha:
+    elif (p_value if q_value is None else q_value) > alpha:
         outcome = f"rejected (not significant at alpha={alpha:g})"
     else:
         outcome = f"supported at alpha={alpha:g}"
@@ -611,7 +623,25 @@ def _correlations(
         )
         for cause in causes
     }
-    return overall, by_cause
+    return overall, _with_q_values(by_cause, alpha)
+
+
+def _with_q_values(by_cause: dict[str, Correlation], alpha: float) -> dict[str, Correlation]:
+    """Add Benjamini-Hochberg q-values over the causes whose rho is defined."""
+    from scipy import stats
+
+    defined = [c for c, r in by_cause.items() if r.p_value is not None and r.rho is not None]
+    if not defined:
+        return by_cause
+    q_values = stats.false_discovery_control([by_cause[c].p_value for c in defined], method="bh")
+    updated = dict(by_cause)
+    for cause, q in zip(defined, q_values, strict=True):
+        r = by_cause[cause]
+        verdict = describe_correlation(
+            r.rho, r.p_value, n_groups=r.n_groups, alpha=alpha, q_value=float(q)
+        )
+        updated[cause] = dataclasses.replace(r, q_value=float(q), verdict=verdict)
+    return updated
 
 
 # Rendering ------------------------------------------------------------------------------------

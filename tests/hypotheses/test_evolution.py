@@ -508,3 +508,22 @@ def test_format_evolution_markdown_without_groups():
     text = format_evolution_markdown(result)
     assert "| (no groups) |" in text
     assert "undefined: fewer than 3 groups (n=0)" in text
+
+
+def test_per_cause_q_values_are_benjamini_hochberg_over_the_causes():
+    from statsmodels.stats.multitest import multipletests
+
+    releases = [release(opset, 60 * opset, size=opset) for opset in range(1, 9)]
+    issues = []
+    for i in range(8):  # "big" tracks size; "noise" and "rare" do not
+        start = 60 * (i + 1)
+        issues += issues_at(*[start + 1] * (i + 1), cause="big")
+        issues += issues_at(*[start + 2] * (1 + (i * 5) % 3), cause="noise")
+        issues += issues_at(*[start + 3] * (i % 2), cause="rare")
+    result = opset_evolution(issues, releases=releases)
+    causes = list(result.by_cause)
+    expected = multipletests([result.by_cause[c].p_value for c in causes], method="fdr_bh")[1]
+    for cause, q in zip(causes, expected, strict=True):
+        assert result.by_cause[cause].q_value == pytest.approx(q)
+    assert result.overall.q_value is None
+    assert "q=" in result.by_cause["big"].verdict and result.by_cause["big"].supported
