@@ -214,3 +214,10 @@ def test_bad_reference_fails_before_the_corpus_is_read(capsys, tmp_path):
     code, _, err = run(capsys, tmp_path / "no-corpus", "--reference", tmp_path / "no-ref")
     assert code == 2
     assert_one_error_line(err, "no-ref", "not a directory")
+
+
+def test_html_without_matplotlib_names_the_extra_before_any_work(capsys, tiny, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now fails
+    code, out, err = run(capsys, tiny, "--format", "html")
+    assert code == 2 and out == ""
+    assert_one_error_line(err, "matplotlib", "report")
