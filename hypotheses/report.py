@@ -1,7 +1,7 @@
 """The hypothesis report: every test on one labelled corpus, and the verdicts they support.
 
 `build_report` runs the stages in data-flow order (label, fit the size model, operators,
-sequences, prediction, Table 12, tolerance sweep) and `HypothesisReport.to_dict` is the JSON
+sequences, prediction, tolerance sweep, Table 12) and `HypothesisReport.to_dict` is the JSON
 contract of DESIGN.md that the coverage gate and external scripts read.
 """
 
