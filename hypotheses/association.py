@@ -26,7 +26,7 @@ from hypotheses.stats import (
 )
 from opseq.ngrams import Ngram
 
-__all__ = ["AssociationTest", "association_tests", "fit_adjustment", "json_float"]
+__all__ = ["AssociationTest", "association_tests", "fit_adjustment", "json_float", "significant"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +109,15 @@ def association_tests(
     return tuple(
         AssociationTest(**dict(zip(AssociationTest.__slots__, c, strict=True))) for c in columns
     )
+
+
+def significant(
+    tests: tuple[AssociationTest, ...], alpha: float, *, adjusted: bool
+) -> tuple[AssociationTest, ...]:
+    """The tests with q <= alpha, on the size-adjusted q-values or the unadjusted ones."""
+    if adjusted:
+        return tuple(t for t in tests if t.q_value_adjusted <= alpha)
+    return tuple(t for t in tests if t.q_value <= alpha)
 
 
 def fit_adjustment(table: StructureTable, mismatch: np.ndarray) -> SizeModel:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from hypotheses.association import AssociationTest, association_tests
+from hypotheses.association import AssociationTest, association_tests, significant
 from hypotheses.features import PresenceMatrix
 from hypotheses.stats import SizeModel
 
@@ -55,12 +55,12 @@ class OperatorsResult:
     @property
     def significant(self) -> tuple[AssociationTest, ...]:
         """Operators with q <= alpha, unadjusted."""
-        return tuple(t for t in self.tests if t.q_value <= self.alpha)
+        return significant(self.tests, self.alpha, adjusted=False)
 
     @property
     def significant_adjusted(self) -> tuple[AssociationTest, ...]:
         """Operators with q <= alpha after adjusting for size."""
-        return tuple(t for t in self.tests if t.q_value_adjusted <= self.alpha)
+        return significant(self.tests, self.alpha, adjusted=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict (DESIGN.md: hypothesis report, ``operators``)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hypotheses.association import AssociationTest, association_tests
+from hypotheses.association import AssociationTest, association_tests, significant
 from hypotheses.features import PresenceMatrix
 from hypotheses.stats import SizeModel
 from opseq.ngrams import Ngram
@@ -58,12 +58,12 @@ class SequencesResult:
     @property
     def significant(self) -> tuple[AssociationTest, ...]:
         """n-grams with unadjusted q <= alpha."""
-        return tuple(t for t in self.tests if t.q_value <= self.alpha)
+        return significant(self.tests, self.alpha, adjusted=False)
 
     @property
     def significant_adjusted(self) -> tuple[AssociationTest, ...]:
         """n-grams with size-adjusted q <= alpha."""
-        return tuple(t for t in self.tests if t.q_value_adjusted <= self.alpha)
+        return significant(self.tests, self.alpha, adjusted=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict (DESIGN.md: hypothesis report, ``sequences``)."""
@@ -109,13 +109,13 @@ def sequences_hypothesis(
     in_range = (lengths >= n_range[0]) & (lengths <= n_range[1])
     tests = association_tests(presence.testable(n_range, min_support), mismatch, size_model)
     ranked = tuple(sorted(tests, key=AssociationTest.rank))
-    significant = [t for t in ranked if t.q_value_adjusted <= alpha]
-    significant_names = {t.feature for t in significant}
+    hits = significant(ranked, alpha, adjusted=True)
+    hit_names = {t.feature for t in hits}
     column_keys = _ColumnKeys(presence)
     explained_by = {}
     minimal = []
-    for test in significant:
-        explaining = _significant_subgram(test.feature, significant_names, n_range[0])
+    for test in hits:
+        explaining = _significant_subgram(test.feature, hit_names, n_range[0])
         if explaining is None:
             explaining = find_explaining_subgram(test.feature, column_keys)
         if explaining is None:
