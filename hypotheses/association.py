@@ -124,17 +124,26 @@ def fit_adjustment(table: StructureTable, mismatch: np.ndarray) -> SizeModel:
     """The null model of the adjusted tests for `table` labelled by `mismatch`.
 
     Covariates: a spline of log node count and the converter; clusters: the source models (only
-    when some source model has several rows); strata: node-count quintile x converter.
+    when some source model has several rows); strata: node-count quintile x converter. These do
+    not depend on the labels, so they are built once per table and reused by every rule of the
+    tolerance sweep; only the fit is redone.
     """
-    covariates, names = size_covariates(table.nodes, table.converters)
-    clusters = table.clusters
-    return fit_size_model(
-        mismatch,
-        covariates,
-        names,
-        clusters=clusters if np.bincount(clusters).max(initial=0) > 1 else None,
-        strata=size_strata(table.nodes, table.converters),
-    )
+    covariates, names, clusters, strata = _size_design(table)
+    return fit_size_model(mismatch, covariates, names, clusters=clusters, strata=strata)
+
+
+def _size_design(table: StructureTable) -> tuple:
+    cache = table.__dict__
+    if "_size_design" not in cache:
+        covariates, names = size_covariates(table.nodes, table.converters)
+        clusters = table.clusters
+        cache["_size_design"] = (
+            covariates,
+            names,
+            clusters if np.bincount(clusters).max(initial=0) > 1 else None,
+            size_strata(table.nodes, table.converters),
+        )
+    return cache["_size_design"]
 
 
 def json_float(value: Any) -> Any:

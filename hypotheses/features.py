@@ -7,6 +7,7 @@ reason. n-grams of length 1 are the operators, so one sparse matrix serves both 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 from collections import Counter
@@ -325,10 +326,9 @@ def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:
     """
     recorded = row.extra.get("comparisons")
     if recorded:
-        try:
+        # Comparisons another tool wrote in another shape: use the row-level maxima below.
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             return tuple(OutputComparison.from_dict(c) for c in recorded)
-        except (KeyError, TypeError, ValueError):
-            pass
     finite = row.max_abs_diff is not None
     broken = row.outcome is Outcome.MISMATCH and not finite
     return (
@@ -352,22 +352,18 @@ def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:
 def _extract_all(
     paths: list[str], n_max: int, ignore_ops: Iterable[str], jobs: int, progress: bool
 ) -> Iterator[ModelStructure | str]:
-    ignore = tuple(ignore_ops)
-    if jobs <= 1 or len(paths) < 50:
-        results: Iterable = (_extract_or_reason(p, n_max, ignore) for p in paths)
+    extract = functools.partial(_extract_or_reason, n_max=n_max, ignore_ops=tuple(ignore_ops))
+    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(paths) >= 50 else None
+    if pool is None:
+        results: Iterable = map(extract, paths)
     else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        chunksize = max(1, len(paths) // (jobs * 8))
-        results = pool.map(
-            _extract_or_reason, paths, [n_max] * len(paths), [ignore] * len(paths),
-            chunksize=chunksize,
-        )  # fmt: skip
+        results = pool.map(extract, paths, chunksize=max(1, len(paths) // (jobs * 8)))
     try:
         yield from tqdm(
             results, total=len(paths), unit="model", disable=None if progress else True, leave=False
         )
     finally:
-        if jobs > 1 and len(paths) >= 50:
+        if pool is not None:
             pool.shutdown(cancel_futures=True)
 
 
