@@ -1,18 +1,23 @@
 #!/usr/bin/env python3
 """Build ``converter_issues.csv`` from the raw issue records in ``raw_issues.jsonl``.
 
-The raw records were collected by hand from a *search index of stored public GitHub
-issue threads* (not from the GitHub API: there was no internet access).  Each record is
-one issue of ``onnx/tensorflow-onnx`` (tf2onnx) or ``pytorch/pytorch`` (torch.onnx
-exporter issues only) that a search result showed, with the date read off the thread:
+Each raw record is one public GitHub issue of ``onnx/tensorflow-onnx`` (tf2onnx) or of
+``pytorch/pytorch`` (``torch.onnx`` exporter issues only), selected by the keyword queries
+listed in ``README.md``.  A record holds facts only: URL, repository, number, title, state, a
+date and where it was read (``date_source``), and the result of the keyword cause rule below:
 
 * ``date_source = "description"``: the date of the issue's opening post (the creation date);
-* ``date_source = "first shown turn"``: the opening post was not shown, so the earliest date
-  of a shown comment was recorded instead.  It is an *upper bound* of the creation date and
-  can be months or years late.
+* ``date_source = "earliest comment"``: the date of the earliest comment that was read, because
+  the opening post's date was not available.  It is an *upper bound* of the creation date and
+  can be months or years late (``README.md`` lists the 19 provably late rows);
+* ``description_keywords``: per cause, the keywords of the rule that matched the issue's thread
+  text (lowercased, deduplicated, sorted; the text itself is not shipped);
+* ``cause`` and ``cause_matched``: the rule's result and what decided it (the field, ``title``
+  or ``description``, and the matched keywords; ``null`` for ``other``).
 
-This script does not search anything; it re-validates the raw records, deduplicates them by
-URL, classifies each issue's ``cause`` with the keyword rule below, and writes the CSV that
+This script re-validates the raw records, deduplicates them by URL, recomputes every issue's
+``cause`` from its title and ``description_keywords`` with the rule below, fails if that differs
+from the stored ``cause`` / ``cause_matched``, and writes the CSV that
 ``opseq hypotheses evolution`` reads.  It is deterministic: the same raw file gives the same
 CSV byte for byte.
 
@@ -41,126 +46,37 @@ OUT = HERE / "converter_issues.csv"
 REPOSITORIES = ("onnx/tensorflow-onnx", "pytorch/pytorch")
 URL_RE = re.compile(r"^https://github\.com/(onnx/tensorflow-onnx|pytorch/pytorch)/issues/(\d+)$")
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-DATE_SOURCES = ("description", "first shown turn")
-
-# Every query sent to the search tool (corpus "issues"), in the order they were run.  A record
-# in raw_issues.jsonl names the query whose results first showed it; later queries that showed
-# the same issue again are not recorded.  Some queries showed no issue of the two repositories
-# that was not already collected; --stats lists them.
-QUERIES = (
-    "tf2onnx Unsupported ops",
-    "torch.onnx.export Exporting the operator to ONNX opset version is not supported",
-    "Unsupported ONNX opset version",
-    "tf2onnx keras model conversion fails",
-    "tensorflow-onnx convert saved_model error opset",
-    "torch.onnx export dtype mismatch int64 float",
-    "tf2onnx Cast type error int64",
-    "torch.onnx export Resize upsample bilinear align_corners",
-    "tf2onnx Resize op conversion wrong result",
-    "torch.onnx export LSTM dynamic sequence length",
-    "tf2onnx LSTM GRU rewriter not converted",
-    "tf2onnx shape inference failed unknown rank",
-    "torch.onnx export dynamic_axes reshape shape hardcoded",
-    "torch.onnx export ScatterND index_put",
-    "tf2onnx GatherNd ScatterNd conversion",
-    "onnxruntime output differs from pytorch after torch.onnx.export",
-    "tf2onnx converted model gives different results than tensorflow",
-    "torch.onnx export If Loop scripting control flow",
-    "tf2onnx tf.cond If op conversion",
-    "torch.onnx symbolic function missing aten op custom",
-    "tf2onnx opset 13 Squeeze Unsqueeze axes input",
-    "ONNX export failed: Couldn't export operator aten",
-    "tf2onnx tflite conversion error",
-    "tf2onnx NonMaxSuppression object detection model",
-    "torch.onnx.export segmentation fault crash",
-    "tf2onnx Einsum conversion not supported",
-    "torch.onnx export einsum opset 12",
-    "tf2onnx StridedSlice conversion bug",
-    "tf2onnx opset 18 ReduceSum axes input error",
-    "torch.onnx dynamo_export fails torch.export",
-    "torch.onnx export quantized model not supported",
-    "tf2onnx tensorflow 2 keras from_keras error",
-    "tf2onnx BERT transformers model conversion",
-    "torch.onnx export transformer attention model fails",
-    "tf2onnx TensorListStack TensorArray while loop conversion error",
-    "tf2onnx fp16 float16 model conversion",
-    "torch.onnx export bool tensor type error onnxruntime invalid graph",
-    "tf2onnx conv2d transpose NCHW inputs-as-nchw bug",
-    "torch.onnx export GridSample grid_sampler not supported opset 16",
-    "torch.onnx export fft stft not supported",
-    "tf2onnx RaggedTensor string ops not supported",
-    "tf2onnx onnxruntime fails to load converted model type mismatch",
-    "torch.onnx export index_select gather negative index wrong",
-    "tf2onnx 2018 convert frozen graph error opset 7",
-    "pytorch onnx export 2018 RuntimeError symbolic not implemented",
-    "tf2onnx BatchNorm FusedBatchNormV3 conversion",
-    "torch.onnx export Upsample nearest scale_factor opset 9 Resize mismatch",
-    "tf2onnx dynamic batch size shape fixed input",
-    "tf2onnx int32 int64 type error Range Size Shape output",
-    "tf2onnx crash exception converter error traceback tfonnx.py",
-    "torch.onnx export torchvision Mask R-CNN Faster R-CNN export fails",
-    "torch.onnx export larger than 2GB protobuf external data",
-    "tf2onnx tfjs tensorflow.js graph model conversion",
-    "torch.onnx export layer_norm LayerNormalization opset 17 precision",
-    "torch.onnx export prim::ListConstruct tuple list output not supported",
-    "tf2onnx Conv3D Conv1D dilation conversion",
-    "tf2onnx custom op extra_opset contrib ops",
-    "torch.onnx export max_pool2d ceil_mode padding result mismatch",
-    "tf2onnx wrong output onnxruntime mismatch after conversion bug 2020",
-    "torch.onnx export incorrect results exported model wrong output tracing constant",
-    "tf2onnx opset 10 11 12 not supported op requires higher opset",
-    "tf2onnx opset 13 14 15 16 17 new opset support request",
-    "torch.onnx export opset 18 19 20 support request exporter",
-    "torch.onnx export nonzero where masked_select dynamic output",
-    "tf2onnx tensorflow 1.x 2.x version compatibility import error",
-    "tf2onnx MatMul BatchMatMul broadcast dtype int not supported",
-    "torch.onnx export complex tensor dtype not supported",
-    "tf2onnx Where Select SelectV2 broadcasting conversion error",
-    "tf2onnx Pad MirrorPad reflect conversion",
-    "torch.onnx export pad reflect replicate mode not supported",
-    "tf2onnx Keras LSTM Bidirectional conversion tf2 wrong",
-    "torch.onnx export GRU RNN bidirectional export error",
-    "tf2onnx TopK ArgMax Unique op conversion issue",
-    "tf2onnx Erf Gelu Softplus activation not supported opset",
-    "torch.onnx export scaled_dot_product_attention opset 14 not supported",
-    "torch.onnx export deform_conv roi_align torchvision ops not supported",
-    "tf2onnx Conv2DBackpropInput ConvTranspose output shape wrong",
-    "torch.onnx export constant folding wrong dtype Cast int32",
-    "tf2onnx quantized model QuantizeLinear FakeQuant conversion",
-    "tf2onnx SpaceToBatchND BatchToSpaceND atrous conv conversion",
-    "torch.onnx export unfold im2col col2im not supported",
-    "torch.onnx.export dynamo=True fails translate graph into ONNX error",
-    "tf2onnx Gather batch_dims GatherV2 axis negative",
-    "torch.onnx export argmax cumsum sort topk dtype int64 issue",
-    "tf2onnx hub model signature concrete function conversion fails",
-    "tf2onnx 2022 conversion error tensorflow 2.9 2.10 opset 15",
-    "tf2onnx from_keras input_signature error tensorflow 2.12 2.13",
-    "tf2onnx ValueError make_sure failure conversion",
-    "torch.onnx export opset 9 10 11 12 13 not supported operator request 2022",
-    "torch.onnx export embedding_bag one_hot not supported",
-    "torch.onnx export interpolate bicubic antialias mode not supported",
-    "tf2onnx Resize ResizeBilinear half_pixel_centers align_corners mismatch",
-    "tf2onnx Loop scan output shape wrong tf.map_fn",
-    "tf2onnx output of converted model float64 double not supported onnxruntime",
-    "tf2onnx conversion succeeded but onnxruntime InvalidGraph type error",
-    "torch.onnx export torch.jit.script model fails unsupported prim op",
-    "tf2onnx onnx 1.15 numpy 2 protobuf incompatibility error",
-    "tf2onnx unsupported ops tensorflow op is not supported 2023 2024",
+DATE_SOURCES = ("description", "earliest comment")
+STATES = ("closed", "open")
+FIELDS = (
+    "url",
+    "repository",
+    "number",
+    "title",
+    "created_at",
+    "date_source",
+    "state",
+    "cause",
+    "cause_matched",
+    "description_keywords",
 )
 
 # ---------------------------------------------------------------------------------------------
 # The cause rule.
 #
-# Text = the issue title and the recorded excerpt, lowercased.  The four *specific* causes are
-# tried in this order, first against the title alone, then against the excerpt:
+# Inputs: the issue title (lowercased) and, for the issue's thread text, the keywords of the
+# patterns below that matched it (``description_keywords``, computed once by
+# ``match_keywords``).  The four *specific* causes are tried in this order, first against the
+# title alone, then against the description keywords:
 #
 #     incompatibility > type > shape > wrong-result
 #
-# and the first pattern that matches decides.  Only if none of them matches anywhere is the
-# generic ``crash`` pattern tried (title + excerpt), and only if that fails too the cause is
-# ``other``.  Trying the title first keeps a stray word deep in a pasted traceback from
-# overriding what the reporter said the issue is about.  Patterns marked title-only are too
-# common in excerpts (e.g. "support" in any helpful reply) to be used there.
+# and the first cause with a match decides.  Only if none of them matches anywhere is the
+# generic ``crash`` pattern tried (title, then description keywords), and only if that fails
+# too the cause is ``other``.  Trying the title first keeps a stray word deep in a pasted
+# traceback from overriding what the reporter said the issue is about.  Patterns marked
+# title-only are too common in thread text (e.g. "support" in any helpful reply) to be used
+# there.
 # ---------------------------------------------------------------------------------------------
 
 SPECIFIC_CAUSES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -281,44 +197,105 @@ CRASH_PATTERNS = (
 )
 
 CAUSES = (*(c for c, _, _ in SPECIFIC_CAUSES), "crash", "other")
+KEYWORD_CAUSES = CAUSES[:-1]  # the causes that have description keywords
+DESCRIPTION_PATTERNS: dict[str, tuple[str, ...]] = {
+    **{cause: patterns for cause, patterns, _ in SPECIFIC_CAUSES},
+    "crash": CRASH_PATTERNS,
+}
+TITLE_PATTERNS: dict[str, tuple[str, ...]] = {
+    **{cause: patterns + title_only for cause, patterns, title_only in SPECIFIC_CAUSES},
+    "crash": CRASH_PATTERNS,
+}
 
 
-def _any(patterns: tuple[str, ...], text: str) -> bool:
-    return any(re.search(p, text) for p in patterns)
+def _matches(patterns: tuple[str, ...], text: str) -> list[str]:
+    """The substrings of ``text`` the patterns match: lowercased, deduplicated, sorted."""
+    text = text.lower()
+    return sorted({m.group(0) for p in patterns for m in re.finditer(p, text)})
 
 
-def classify(title: str, excerpt: str) -> str:
-    """The cause of one issue by the keyword rule described above."""
-    title_l, excerpt_l = title.lower(), excerpt.lower()
-    for cause, patterns, title_only in SPECIFIC_CAUSES:
-        if _any(patterns + title_only, title_l):
-            return cause
-    for cause, patterns, _ in SPECIFIC_CAUSES:
-        if _any(patterns, excerpt_l):
-            return cause
-    if _any(CRASH_PATTERNS, f"{title_l}\n{excerpt_l}"):
-        return "crash"
-    return "other"
+def match_keywords(text: str) -> dict[str, list[str]]:
+    """``description_keywords`` of a thread text: per cause, the rule's keywords it contains.
+
+    Causes without a match are left out; ``other`` has no keywords.
+    """
+    found = {cause: _matches(DESCRIPTION_PATTERNS[cause], text) for cause in KEYWORD_CAUSES}
+    return {cause: kws for cause, kws in found.items() if kws}
+
+
+def decide(title: str, description_keywords: dict[str, list[str]]) -> tuple[str, dict | None]:
+    """The cause of one issue and what decided it, by the keyword rule described above.
+
+    Returns ``(cause, cause_matched)`` with ``cause_matched = {"field": "title" or
+    "description", "keywords": [...]}``, or ``None`` when the cause is ``other``.
+    """
+    for cause, _, _ in SPECIFIC_CAUSES:
+        if kws := _matches(TITLE_PATTERNS[cause], title):
+            return cause, {"field": "title", "keywords": kws}
+    for cause, _, _ in SPECIFIC_CAUSES:
+        if kws := description_keywords.get(cause):
+            return cause, {"field": "description", "keywords": list(kws)}
+    if kws := _matches(CRASH_PATTERNS, title):
+        return "crash", {"field": "title", "keywords": kws}
+    if kws := description_keywords.get("crash"):
+        return "crash", {"field": "description", "keywords": list(kws)}
+    return "other", None
+
+
+def classify(title: str, description_keywords: dict[str, list[str]]) -> str:
+    """The cause of one issue from its title and ``description_keywords``."""
+    return decide(title, description_keywords)[0]
+
+
+def _check_keywords(where: str, keywords: object) -> None:
+    """``description_keywords`` must be keywords the rule's description patterns can match."""
+    if not isinstance(keywords, dict) or not set(keywords) <= set(KEYWORD_CAUSES):
+        raise SystemExit(f"{where}: description_keywords must map causes {KEYWORD_CAUSES}")
+    for cause, kws in keywords.items():
+        if (
+            not isinstance(kws, list)
+            or not kws
+            or kws != sorted(set(kws))
+            or any(not isinstance(k, str) or k != k.lower() for k in kws)
+        ):
+            raise SystemExit(
+                f"{where}: description_keywords[{cause!r}] must be a non-empty sorted list "
+                "of distinct lowercase strings"
+            )
+        for k in kws:
+            if not any(re.fullmatch(p, k) for p in DESCRIPTION_PATTERNS[cause]):
+                raise SystemExit(f"{where}: {k!r} is not a keyword of cause {cause!r}")
 
 
 def load_raw(path: Path) -> list[dict]:
-    """Read, validate and deduplicate the raw records (a description date beats a comment date)."""
+    """Read, validate and deduplicate the raw records (a description date beats a comment date).
+
+    Fails if a record's recomputed cause (or what decided it) differs from the stored one.
+    """
     by_url: dict[str, dict] = {}
     for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
+        where = f"{path}:{lineno}"
         rec = json.loads(line)
+        if tuple(rec) != FIELDS:
+            raise SystemExit(f"{where}: fields must be exactly {FIELDS}, got {tuple(rec)}")
         m = URL_RE.match(rec["url"])
         if not m:
-            raise SystemExit(
-                f"{path}:{lineno}: not an issue URL of the two repositories: {rec['url']}"
-            )
+            raise SystemExit(f"{where}: not an issue URL of the two repositories: {rec['url']}")
         if rec["repository"] != m.group(1) or int(rec["number"]) != int(m.group(2)):
-            raise SystemExit(f"{path}:{lineno}: repository/number do not match the URL")
+            raise SystemExit(f"{where}: repository/number do not match the URL")
         if not DATE_RE.match(rec["created_at"]) or rec["date_source"] not in DATE_SOURCES:
-            raise SystemExit(f"{path}:{lineno}: bad date or date_source")
-        if len(rec.get("excerpt", "")) > 300:
-            raise SystemExit(f"{path}:{lineno}: excerpt longer than 300 characters")
+            raise SystemExit(f"{where}: bad date or date_source")
+        if rec["state"] not in STATES:
+            raise SystemExit(f"{where}: bad state {rec['state']!r}")
+        _check_keywords(where, rec["description_keywords"])
+        cause, matched = decide(rec["title"], rec["description_keywords"])
+        if (cause, matched) != (rec["cause"], rec["cause_matched"]):
+            raise SystemExit(
+                f"{where}: {rec['url']}: the rule gives cause {cause!r} ({matched}), but the "
+                f"record stores {rec['cause']!r} ({rec['cause_matched']})"
+            )
         old = by_url.get(rec["url"])
         if old is None or (
             old["date_source"] != "description"
@@ -332,13 +309,12 @@ def build_rows(records: list[dict]) -> list[dict]:
     rows = [
         {
             "created_at": r["created_at"],
-            "cause": classify(r["title"], r.get("excerpt", "")),
+            "cause": classify(r["title"], r["description_keywords"]),
             "repository": r["repository"],
             "number": int(r["number"]),
             "url": r["url"],
             "title": " ".join(r["title"].split()),  # one line; the csv module quotes the rest
             "date_source": r["date_source"],
-            "query": r.get("query", ""),
         }
         for r in records
     ]
@@ -391,19 +367,10 @@ def stats(rows: list[dict]) -> str:
             sum(1 for r in rows if r["cause"] == c and r["repository"] == rp) for rp in REPOSITORIES
         ]
         lines.append(f"| {c} | " + " | ".join(map(str, cs)) + " |")
-    used = {r["query"] for r in rows}
-    unknown = sorted(used - set(QUERIES))
-    empty = [q for q in QUERIES if q not in used]
     lines += [
         "",
-        f"queries run: {len(QUERIES)}; queries that first showed >=1 kept issue: "
-        f"{len(used & set(QUERIES))}",
+        f"date range: {rows[0]['created_at']} .. {rows[-1]['created_at']}" if rows else "",
     ]
-    if empty:
-        lines += ["queries that added no new issue: " + "; ".join(f"`{q}`" for q in empty)]
-    if unknown:
-        lines += ["records naming a query not in QUERIES: " + "; ".join(unknown)]
-    lines += [f"date range: {rows[0]['created_at']} .. {rows[-1]['created_at']}" if rows else ""]
     return "\n".join(lines) + "\n"
 
 

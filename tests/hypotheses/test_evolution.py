@@ -527,3 +527,46 @@ def test_per_cause_q_values_are_benjamini_hochberg_over_the_causes():
         assert result.by_cause[cause].q_value == pytest.approx(q)
     assert result.overall.q_value is None
     assert "q=" in result.by_cause["big"].verdict and result.by_cause["big"].supported
+
+
+ISSUES_DIR = Path(__file__).resolve().parents[2] / "corpus" / "issues"
+
+
+def _collect_issues_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "collect_issues", ISSUES_DIR / "collect_issues.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.corpus
+def test_shipped_raw_issues_hold_facts_and_reproduce_their_cause():
+    collect = _collect_issues_module()
+    lines = (ISSUES_DIR / "raw_issues.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    assert len(records) == 315
+    for rec in records:
+        assert "excerpt" not in rec and "query" not in rec, rec["url"]
+        assert tuple(rec) == collect.FIELDS, rec["url"]
+        assert collect.classify(rec["title"], rec["description_keywords"]) == rec["cause"]
+        assert collect.decide(rec["title"], rec["description_keywords"]) == (
+            rec["cause"],
+            rec["cause_matched"],
+        )
+    # load_raw re-checks every record and fails loudly on a mismatch
+    assert len(collect.load_raw(ISSUES_DIR / "raw_issues.jsonl")) == 315
+
+
+@pytest.mark.corpus
+def test_collect_issues_fails_when_a_stored_cause_disagrees_with_the_rule(tmp_path):
+    collect = _collect_issues_module()
+    rec = json.loads((ISSUES_DIR / "raw_issues.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    rec["cause"] = "other" if rec["cause"] != "other" else "crash"
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(json.dumps(rec) + "\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match="the rule gives cause"):
+        collect.load_raw(raw)
