@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,7 +24,9 @@ from tqdm import tqdm
 from opseq.corpus import ManifestRow, manifest_path, read_manifest
 from opseq.difftest.compare import OutputComparison
 from opseq.errors import ConfigError, OpseqError
-from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs, load_model
+from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs
+from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
+from opseq.loader import load_model
 from opseq.ngrams import Ngram, mine_ngrams
 from opseq.outcomes import Outcome
 
@@ -38,6 +41,8 @@ __all__ = [
 ]
 
 _LABELLED = (Outcome.OK, Outcome.MISMATCH)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,16 +180,20 @@ def extract_structure(
     *,
     n_max: int = 4,
     ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ModelStructure:
     """Load one model and return its node count and the n-grams (lengths 1..n_max) it contains.
 
     Raises:
         ModelLoadError: If the input is not a readable ONNX model.
         InvalidModelError: If its dataflow is invalid.
+        LimitExceededError: If the model exceeds one of `limits`.
     """
-    graph = build_opgraph(load_model(source), ignore_ops=ignore_ops, infer_shapes=False)
-    nodes = sum(g.number_of_nodes() for g in iter_graphs(graph))
-    ngrams = mine_ngrams(graph, n=(1, n_max)).present
+    model = load_model(source, limits=limits)
+    with memory_cap(limits.memory_budget(model.ByteSize()), what="analysis"):
+        graph = build_opgraph(model, ignore_ops=ignore_ops, infer_shapes=False, limits=limits)
+        nodes = sum(g.number_of_nodes() for g in iter_graphs(graph))
+        ngrams = mine_ngrams(graph, n=(1, n_max), limits=limits).present
     return ModelStructure(nodes=nodes, ngrams=ngrams)
 
 
@@ -223,6 +232,7 @@ def load_corpus(
     converters: Sequence[str] = (),
     sources: Sequence[str] = (),
     progress: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> StructureTable:
     """Read a corpus manifest and the structure of every labelled model in it.
 
@@ -234,6 +244,7 @@ def load_corpus(
         converters: Keep only these converters (all when empty).
         sources: Keep only these sources (all when empty).
         progress: Show a progress bar.
+        limits: Resource limits per model; a model beyond them is excluded with the reason.
 
     Returns:
         The table; rows with another outcome, no model file, or an unreadable model are counted
@@ -259,7 +270,7 @@ def load_corpus(
     paths = [str(manifest.parent / row.model) for row in labelled]
     kept_rows, structures = [], []
     for row, result in zip(
-        labelled, _extract_all(paths, n_max, ignore_ops, jobs, progress), strict=True
+        labelled, _extract_all(paths, n_max, ignore_ops, jobs, progress, limits), strict=True
     ):
         if isinstance(result, str):
             excluded[result] += 1
@@ -282,7 +293,11 @@ def load_corpus(
 
 
 def read_reference_ngrams(
-    directory: Path, *, n_max: int = 4, ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS
+    directory: Path,
+    *,
+    n_max: int = 4,
+    ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[frozenset[Ngram], int, int]:
     """The n-grams found in any ``.onnx`` model under `directory` (recursively).
 
@@ -300,10 +315,11 @@ def read_reference_ngrams(
     found: set[Ngram] = set()
     unreadable = 0
     for path in paths:
-        try:
-            found |= extract_structure(path, n_max=n_max, ignore_ops=ignore_ops).ngrams
-        except OpseqError:
+        result = _extract_or_reason(str(path), n_max, tuple(ignore_ops), limits)
+        if isinstance(result, str):
             unreadable += 1
+        else:
+            found |= result.ngrams
     return frozenset(found), len(paths) - unreadable, unreadable
 
 
@@ -350,9 +366,16 @@ def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:
 
 
 def _extract_all(
-    paths: list[str], n_max: int, ignore_ops: Iterable[str], jobs: int, progress: bool
+    paths: list[str],
+    n_max: int,
+    ignore_ops: Iterable[str],
+    jobs: int,
+    progress: bool,
+    limits: Limits,
 ) -> Iterator[ModelStructure | str]:
-    extract = functools.partial(_extract_or_reason, n_max=n_max, ignore_ops=tuple(ignore_ops))
+    extract = functools.partial(
+        _extract_or_reason, n_max=n_max, ignore_ops=tuple(ignore_ops), limits=limits
+    )
     pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(paths) >= 50 else None
     if pool is None:
         results: Iterable = map(extract, paths)
@@ -367,8 +390,16 @@ def _extract_all(
             pool.shutdown(cancel_futures=True)
 
 
-def _extract_or_reason(path: str, n_max: int, ignore_ops: tuple[str, ...]) -> ModelStructure | str:
+def _extract_or_reason(
+    path: str, n_max: int, ignore_ops: tuple[str, ...], limits: Limits
+) -> ModelStructure | str:
+    """The model's structure, or why it was left out: one model never costs the others."""
     try:
-        return extract_structure(path, n_max=n_max, ignore_ops=ignore_ops)
+        return extract_structure(path, n_max=n_max, ignore_ops=ignore_ops, limits=limits)
     except OpseqError as e:
         return f"unreadable model ({type(e).__name__})"
+    except MemoryError:
+        return "unreadable model (MemoryError)"
+    except Exception:  # a bug in opseq: say so, and go on with the other models
+        logger.exception("%s: internal error, please report", path)
+        return "model failed: internal error"

@@ -6,7 +6,6 @@ returns a `ModelAnalysis`; `summarize_corpus` aggregates several.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,10 +15,14 @@ from pathlib import Path
 import networkx as nx
 import onnx
 
-from opseq.errors import InvalidModelError, UnsupportedModelError
-from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs, load_model
-from opseq.ngrams import Ngram, NgramCounts, count_paths, longest_path, mine_ngrams
+from opseq.errors import OpseqError
+from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs
+from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
+from opseq.loader import load_model
+from opseq.model_notes import model_notes
+from opseq.ngrams import Ngram, NgramCounts, count_paths, longest_path, mine_ngrams, to_decimal
 from opseq.strip import is_structure_only
+from opseq.untrusted import decode_text
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -33,19 +36,6 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
-
-# Domains that runtimes and exporters define outside onnx's own schema registry.
-_KNOWN_EXTERNAL_DOMAINS = frozenset(
-    {
-        "com.microsoft",
-        "com.microsoft.nchwc",
-        "com.microsoft.experimental",
-        "ai.onnx.contrib",
-        "pkg.onnxscript.torch_lib",
-        "pkg.onnxscript.torch_lib.common",
-        "pkg.torch.onnx",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,7 +82,7 @@ class SubgraphInfo:
             "parent_op": self.parent_op,
             "nodes": self.nodes,
             "edges": self.edges,
-            "path_count": str(self.path_count),
+            "path_count": to_decimal(self.path_count),
         }
 
 
@@ -130,7 +120,7 @@ class ModelAnalysis:
             "distinct_ops": len(self.op_histogram),
             "inputs": list(self.inputs),
             "outputs": list(self.outputs),
-            "path_count": str(self.path_count),
+            "path_count": to_decimal(self.path_count),
             "longest_path": {"length": len(self.longest_path), "ops": list(self.longest_path)},
             "subgraphs": [s.to_dict() for s in self.subgraphs],
             "ignored": dict(self.ignored),
@@ -177,6 +167,7 @@ def analyze_model(
     n: tuple[int, int] = (1, 4),
     ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
     infer_shapes: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ModelAnalysis:
     """Load one model and analyse its structure.
 
@@ -186,6 +177,7 @@ def analyze_model(
         ignore_ops: Labels of ops spliced out of the OpGraph.
         infer_shapes: Run ONNX shape inference for node output types. Off by default: nothing
             in a `ModelAnalysis` depends on types, and inference costs as much as the rest.
+        limits: Resource limits (file size, nodes, n-gram windows, nesting, memory).
 
     Returns:
         The analysis.
@@ -193,13 +185,17 @@ def analyze_model(
     Raises:
         ModelLoadError: If the input is not a readable ONNX model.
         InvalidModelError: If its dataflow is invalid (undefined tensor, cycle, empty graph).
+        LimitExceededError: If the model exceeds one of `limits`.
     """
-    model = load_model(source)
+    model = load_model(source, limits=limits)
     try:
-        graph = build_opgraph(model, ignore_ops=ignore_ops, infer_shapes=infer_shapes)
-    except (InvalidModelError, UnsupportedModelError) as e:
+        with memory_cap(limits.memory_budget(model.ByteSize()), what="analysis"):
+            graph = build_opgraph(
+                model, ignore_ops=ignore_ops, infer_shapes=infer_shapes, limits=limits
+            )
+            return summarize_graph(graph, model, source=source, n=n, limits=limits)
+    except OpseqError as e:
         raise type(e)(f"{_describe_source(source)}: {e}") from e
-    return summarize_graph(graph, model, source=source, n=n)
 
 
 def _describe_source(source: str | os.PathLike[str] | bytes) -> str:
@@ -212,6 +208,7 @@ def summarize_graph(
     *,
     source: str | os.PathLike[str] | bytes,
     n: tuple[int, int] = (1, 4),
+    limits: Limits = DEFAULT_LIMITS,
 ) -> ModelAnalysis:
     """Compute the `ModelAnalysis` of an already built OpGraph of `model`."""
     graphs = list(iter_graphs(graph))
@@ -226,12 +223,12 @@ def summarize_graph(
         inputs=graph.graph["inputs"],
         outputs=graph.graph["outputs"],
         op_histogram=dict(Counter(label for g in graphs for _, label in g.nodes(data="label"))),
-        ngrams=mine_ngrams(graph, n=n),
+        ngrams=mine_ngrams(graph, n=n, limits=limits),
         path_count=count_paths(graph),
         longest_path=tuple(labels[node] for node in longest_path(graph)),
         subgraphs=tuple(_subgraph_info(g, graph) for g in graphs[1:]),
         ignored=dict(ignored),
-        notes=(*graph.graph["notes"], *_model_notes(model, graphs)),
+        notes=(*graph.graph["notes"], *model_notes(model, graphs)),
     )
 
 
@@ -276,11 +273,13 @@ def _model_info(model: onnx.ModelProto, source: str | os.PathLike[str] | bytes) 
     return ModelInfo(
         path=path,
         file_size=size,
-        producer_name=model.producer_name,
-        producer_version=model.producer_version,
+        producer_name=decode_text(model.producer_name),
+        producer_version=decode_text(model.producer_version),
         ir_version=model.ir_version,
-        opset_imports={op.domain or "ai.onnx": op.version for op in model.opset_import},
-        graph_name=model.graph.name,
+        opset_imports={
+            decode_text(op.domain) or "ai.onnx": op.version for op in model.opset_import
+        },
+        graph_name=decode_text(model.graph.name),
         structure_only=is_structure_only(model),
     )
 
@@ -302,47 +301,3 @@ def _find_parent_op(main: nx.DiGraph, node_id: str) -> str:
         if node_id in graph:
             return graph.nodes[node_id]["label"]
     return "?"
-
-
-def _model_notes(model: onnx.ModelProto, graphs: list[nx.DiGraph]) -> list[str]:
-    notes = []
-    domain_nodes = Counter(d for g in graphs for _, d in g.nodes(data="domain"))
-    for domain, count in sorted(domain_nodes.items()):
-        if domain and not _is_known_domain(domain):
-            notes.append(f"unknown domain {domain!r} ({count} nodes): analysed, not validated")
-    notes.extend(_future_opset_notes(model))
-    if model.ir_version > onnx.IR_VERSION:
-        notes.append(
-            f"IR version {model.ir_version} is newer than onnx {onnx.__version__} knows "
-            f"({onnx.IR_VERSION})"
-        )
-    if _has_external_data(model):
-        notes.append(
-            "model references external tensor data: analysed from structure, files not opened"
-        )
-    if is_structure_only(model):
-        notes.append("structure-only model (weights stripped by opseq): not runnable")
-    return notes
-
-
-def _is_known_domain(domain: str) -> bool:
-    return domain in _KNOWN_EXTERNAL_DOMAINS or domain in _onnx_domains()
-
-
-@functools.cache
-def _onnx_domains() -> frozenset[str]:
-    return frozenset(schema.domain for schema in onnx.defs.get_all_schemas_with_history())
-
-
-def _future_opset_notes(model: onnx.ModelProto) -> list[str]:
-    latest = onnx.defs.onnx_opset_version()
-    return [
-        f"opset {op.version} of the default domain is newer than onnx {onnx.__version__} "
-        f"knows ({latest})"
-        for op in model.opset_import
-        if op.domain in ("", "ai.onnx") and op.version > latest
-    ]
-
-
-def _has_external_data(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)

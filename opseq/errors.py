@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "InternalError",
     "InvalidModelError",
+    "LimitExceededError",
     "LowCountWarning",
     "MissingDependencyError",
     "ModelLoadError",
@@ -34,6 +35,10 @@ class InvalidModelError(OpseqError, ValueError):
 
 class UnsupportedModelError(OpseqError, ValueError):
     """A valid ONNX model that opseq cannot analyse."""
+
+
+class LimitExceededError(UnsupportedModelError):
+    """A model exceeds a resource limit of `opseq.limits.Limits`; the message names the flag."""
 
 
 class ConfigError(OpseqError, ValueError):

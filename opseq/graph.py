@@ -27,19 +27,20 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import networkx as nx
 import onnx
-from google.protobuf.message import DecodeError
 
 from opseq._gc import collector_paused
-from opseq.errors import InvalidModelError, ModelLoadError, UnsupportedModelError
+from opseq.errors import InvalidModelError
+from opseq.functions import inline_functions
+from opseq.limits import DEFAULT_LIMITS, Limits, limit_error
+from opseq.loader import load_model  # re-exported: loading is the step before this one
 from opseq.strip import tensor_nbytes
+from opseq.untrusted import decode_text, decode_texts
 
 __all__ = [
     "DEFAULT_IGNORED_OPS",
@@ -88,60 +89,12 @@ def label_of(op_type: str, domain: str) -> str:
     return op_type if domain in _DEFAULT_DOMAINS else f"{domain}:{op_type}"
 
 
-def load_model(source: str | os.PathLike[str] | bytes) -> onnx.ModelProto:
-    """Parse an ONNX model without ever loading external tensor data.
-
-    The bytes are parsed in memory, so files the model names (external data) are never opened.
-
-    Args:
-        source: A path to a ``.onnx`` file, or the serialized model.
-
-    Returns:
-        The parsed model.
-
-    Raises:
-        ModelLoadError: If the file is missing or unreadable, or the bytes are not an ONNX model.
-        InvalidModelError: If the model's main graph has no nodes.
-    """
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        where, data = "<bytes>", bytes(source)
-    else:
-        where, data = str(source), _read_file(Path(source))
-    try:
-        model = onnx.load_model_from_string(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise ModelLoadError(f"{where}: not an ONNX model, or truncated ({e})") from e
-    _check_model_proto(model, where)
-    return model
-
-
-def _read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as e:
-        raise ModelLoadError(f"{path}: no such file") from e
-    except IsADirectoryError as e:
-        raise ModelLoadError(f"{path}: is a directory, expected an .onnx file") from e
-    except OSError as e:
-        raise ModelLoadError(f"{path}: cannot read ({e.strerror or e})") from e
-
-
-def _check_model_proto(model: onnx.ModelProto, where: str) -> None:
-    # Protobuf happily parses many byte strings (text, truncated files cut at a field boundary)
-    # into a ModelProto of unknown fields; a real model has an IR version, opsets and a graph.
-    if not model.HasField("graph") or model.ir_version <= 0:
-        raise ModelLoadError(f"{where}: not an ONNX model (no graph or IR version)")
-    if not model.opset_import:
-        raise ModelLoadError(f"{where}: not an ONNX model, or truncated (no opset_import)")
-    if not model.graph.node:
-        raise InvalidModelError(f"{where}: the graph is empty (no nodes)")
-
-
 def build_opgraph(
     model: onnx.ModelProto,
     *,
     ignore_ops: Iterable[str] = DEFAULT_IGNORED_OPS,
     infer_shapes: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> nx.DiGraph:
     """Build the OpGraph of `model`'s main graph, with subgraphs linked to their parent nodes.
 
@@ -152,6 +105,7 @@ def build_opgraph(
         model: The model (not modified). Model-local functions are inlined first.
         ignore_ops: Labels of ops to splice out.
         infer_shapes: Annotate outputs with ONNX shape inference; a failure becomes a note.
+        limits: The node and nesting limits (checked before the nodes are built).
 
     Returns:
         The OpGraph (see the module docstring for its attributes).
@@ -160,6 +114,8 @@ def build_opgraph(
         InvalidModelError: If a node reads an undefined tensor, a tensor has two producers, or the
             dataflow has a cycle.
         UnsupportedModelError: If local functions cannot be inlined.
+        LimitExceededError: If the model has too many nodes (after inlining) or nests its
+            subgraphs too deeply.
 
     Examples:
         >>> from onnx import helper, TensorProto
@@ -171,12 +127,13 @@ def build_opgraph(
         >>> sorted(g.nodes), g.edges["main/0", "main/1"]["tensors"]
         (['main/0', 'main/1'], ('r', 'r'))
     """
-    model = _inline_functions(model)
+    model = inline_functions(model, max_nodes=limits.max_nodes)
     notes: list[str] = []
     if infer_shapes:
         model = _infer_shapes(_skeleton(model), notes)
     with collector_paused():
-        graph = _GraphBuilder(frozenset(ignore_ops)).build(model.graph, MAIN_GRAPH, frozenset())
+        builder = _GraphBuilder(frozenset(ignore_ops), limits)
+        graph = builder.build(model.graph, MAIN_GRAPH, frozenset(), level=0)
     graph.graph["notes"] = tuple(notes)
     return graph
 
@@ -190,17 +147,6 @@ def iter_graphs(graph: nx.DiGraph) -> Iterator[nx.DiGraph]:
         for _, subgraphs in current.nodes(data="subgraphs"):
             if subgraphs:
                 stack.extend(reversed(subgraphs.values()))
-
-
-def _inline_functions(model: onnx.ModelProto) -> onnx.ModelProto:
-    if not model.functions:
-        return model
-    import onnx.inliner
-
-    try:
-        return onnx.inliner.inline_local_functions(model)
-    except Exception as e:  # the inliner raises bare RuntimeErrors from C++
-        raise UnsupportedModelError(f"cannot inline the model's local functions: {e}") from e
 
 
 def _skeleton(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -246,20 +192,25 @@ def _infer_shapes(skeleton: onnx.ModelProto, notes: list[str]) -> onnx.ModelProt
 class _GraphBuilder:
     """Builds one OpGraph per GraphProto, recursing into subgraphs."""
 
-    def __init__(self, ignore_ops: frozenset[str]) -> None:
+    def __init__(self, ignore_ops: frozenset[str], limits: Limits) -> None:
         self.ignore_ops = ignore_ops
+        self.limits = limits
+        self.nodes_seen = 0
 
-    def build(self, proto: onnx.GraphProto, path: str, outer_scope: frozenset[str]) -> nx.DiGraph:
+    def build(
+        self, proto: onnx.GraphProto, path: str, outer_scope: frozenset[str], *, level: int
+    ) -> nx.DiGraph:
+        self._check_limits(proto, path, level)
         # Each protobuf field is read once: attribute access on protobuf messages dominates cost.
         nodes = [_NodeFields.of(node, f"{path}/{i}") for i, node in enumerate(proto.node)]
-        constants = {t.name for t in proto.initializer}
-        constants.update(s.values.name for s in proto.sparse_initializer)
-        inputs = tuple(v.name for v in proto.input if v.name not in constants)
+        constants = set(decode_texts(t.name for t in proto.initializer))
+        constants.update(decode_texts(s.values.name for s in proto.sparse_initializer))
+        inputs = tuple(v for v in decode_texts(v.name for v in proto.input) if v not in constants)
         producer = _producer_map(nodes)
         local = constants | set(inputs) | producer.keys()
         scope = _Scope(producer=producer, defined=outer_scope | local, inputs=frozenset(inputs))
         ignored = {i for i, fields in enumerate(nodes) if fields.label in self.ignore_ops}
-        subgraphs = [self._build_subgraphs(fields, scope.defined) for fields in nodes]
+        subgraphs = [self._build_subgraphs(fields, scope.defined, level) for fields in nodes]
         reads = [_node_reads(f, s, scope) for f, s in zip(nodes, subgraphs, strict=True)]
         # Only a subgraph can read from enclosing graphs; the main graph's reads are all local.
         outer_reads = {n for r in reads for n in r if n not in local} if outer_scope else set()
@@ -272,29 +223,50 @@ class _GraphBuilder:
                 continue  # an ignored op's subgraphs go with it; its reads are spliced through
             node_items.append((fields.node_id, _node_attributes(fields, types, subgraphs[index])))
             _collect_edges(fields.node_id, reads[index], resolver, edge_tensors, input_consumers)
-        graph = nx.DiGraph(path=path, inputs=inputs, outputs=tuple(v.name for v in proto.output))
+        outputs = decode_texts(v.name for v in proto.output)
+        graph = nx.DiGraph(path=path, inputs=inputs, outputs=outputs)
         graph.add_nodes_from(node_items)
         graph.add_edges_from((u, v, {"tensors": tuple(t)}) for (u, v), t in edge_tensors.items())
         graph.graph.update(
             input_consumers={k: tuple(v) for k, v in input_consumers.items()},
-            output_producers=_output_producers(proto, path, resolver, scope),
+            output_producers=_output_producers(outputs, path, resolver, scope),
             outer_inputs=tuple(sorted(outer_reads)),
             ignored=dict(Counter(nodes[i].label for i in sorted(ignored))),
             topological_order=_topological_order(graph, path),
         )
         return graph
 
+    def _check_limits(self, proto: onnx.GraphProto, path: str, level: int) -> None:
+        if level > self.limits.max_nesting:
+            top_node = "/".join(path.split("/")[:2])
+            raise limit_error(
+                "max_nesting",
+                f"subgraphs nested more than {self.limits.max_nesting} deep (in node {top_node})",
+                self.limits.max_nesting,
+            )
+        self.nodes_seen += len(proto.node)
+        if self.nodes_seen > self.limits.max_nodes:
+            raise limit_error(
+                "max_nodes",
+                f"more than {self.limits.max_nodes:,} nodes (subgraphs included)",
+                self.limits.max_nodes,
+            )
+
     def _build_subgraphs(
-        self, fields: _NodeFields, visible: frozenset[str]
+        self, fields: _NodeFields, visible: frozenset[str], level: int
     ) -> dict[str, nx.DiGraph]:
         subgraphs: dict[str, nx.DiGraph] = {}
         for attr in fields.attributes:
             if attr.type == onnx.AttributeProto.GRAPH:
-                subgraphs[attr.name] = self.build(attr.g, f"{fields.node_id}/{attr.name}", visible)
+                key = decode_text(attr.name)
+                subgraphs[key] = self.build(
+                    attr.g, f"{fields.node_id}/{key}", visible, level=level + 1
+                )
             elif attr.type == onnx.AttributeProto.GRAPHS:
                 for k, g in enumerate(attr.graphs):
-                    key = f"{attr.name}.{k}"
-                    subgraphs[key] = self.build(g, f"{fields.node_id}/{key}", visible)
+                    key = f"{decode_text(attr.name)}.{k}"
+                    path = f"{fields.node_id}/{key}"
+                    subgraphs[key] = self.build(g, path, visible, level=level + 1)
         return subgraphs
 
 
@@ -313,15 +285,15 @@ class _NodeFields:
 
     @classmethod
     def of(cls, node: onnx.NodeProto, node_id: str) -> _NodeFields:
-        op_type, domain = node.op_type, node.domain
+        op_type, domain = decode_text(node.op_type), decode_text(node.domain)
         return cls(
             node_id,
             label_of(op_type, domain),
             op_type,
             domain,
-            node.name,
-            tuple(node.input[:]),  # slicing copies in C; iterating creates a wrapper per item
-            tuple(node.output[:]),
+            decode_text(node.name),
+            decode_texts(node.input[:]),  # slicing copies in C; iterating wraps each item
+            decode_texts(node.output[:]),
             tuple(node.attribute[:]),
         )
 
@@ -413,7 +385,7 @@ class _Resolver:
                 self.cache[top] = self._merge(sources)
                 stack.pop()
                 continue
-            if any(self.cache.get(s) is _IN_PROGRESS for s in sources):
+            if top in sources or any(self.cache.get(s) is _IN_PROGRESS for s in sources):
                 raise InvalidModelError(
                     f"graph has a cycle through ignored node {self.nodes[index].node_id}"
                 )
@@ -440,13 +412,13 @@ _IN_PROGRESS = object()
 
 
 def _output_producers(
-    proto: onnx.GraphProto, path: str, resolver: _Resolver, scope: _Scope
+    outputs: tuple[str, ...], path: str, resolver: _Resolver, scope: _Scope
 ) -> dict[str, tuple[str, ...]]:
     producers = {}
-    for output in proto.output:
-        if output.name not in scope.defined:
-            raise InvalidModelError(f"graph {path}: output {output.name!r} is never produced")
-        producers[output.name] = resolver.resolve(output.name)[0]
+    for name in outputs:
+        if name not in scope.defined:
+            raise InvalidModelError(f"graph {path}: output {name!r} is never produced")
+        producers[name] = resolver.resolve(name)[0]
     return producers
 
 
@@ -476,7 +448,7 @@ def _node_attributes(
         "op_type": fields.op_type,
         "domain": fields.domain,
         "name": fields.name,
-        "attributes": {a.name: _attribute_value(a) for a in fields.attributes},
+        "attributes": {decode_text(a.name): _attribute_value(a) for a in fields.attributes},
         "inputs": fields.inputs,
         "outputs": fields.outputs,
         "output_types": tuple(types.get(name) for name in fields.outputs),
@@ -492,7 +464,7 @@ def _value_types(proto: onnx.GraphProto) -> dict[str, TensorType]:
         for info in value_infos[:]:
             tensor_type = _tensor_type(info.type.SerializeToString())
             if tensor_type is not None:
-                types[info.name] = tensor_type
+                types[decode_text(info.name)] = tensor_type
     return types
 
 
@@ -549,13 +521,13 @@ def _attribute_value(attr: onnx.AttributeProto):
     if kind == onnx.AttributeProto.INTS:
         return _short_list(attr.ints)
     if kind == onnx.AttributeProto.FLOATS:
-        return _short_list([_json_float(f) for f in attr.floats])
+        return _short_list(attr.floats, _json_float)
     if kind == onnx.AttributeProto.STRINGS:
-        return _short_list([_short_string(s) for s in attr.strings])
+        return _short_list(attr.strings, _short_string)
     if kind == onnx.AttributeProto.TENSOR:
         return {"tensor": {"dtype": _dtype_name(attr.t.data_type), "dims": list(attr.t.dims)}}
     if kind in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS):
-        return {"graph": attr.name}
+        return {"graph": decode_text(attr.name)}
     return {"type": onnx.AttributeProto.AttributeType.Name(kind)}
 
 
@@ -568,6 +540,8 @@ def _short_string(raw: bytes) -> str:
     return text if len(text) <= _MAX_STRING_BY_VALUE else f"{text[:_MAX_STRING_BY_VALUE]}..."
 
 
-def _short_list(values) -> list | dict:
-    values = list(values)
-    return values if len(values) <= _MAX_LIST_BY_VALUE else {"length": len(values)}
+def _short_list(values, convert=None) -> list | dict:
+    # The length first: a repeated field of millions of values must not become a Python list.
+    if len(values) > _MAX_LIST_BY_VALUE:
+        return {"length": len(values)}
+    return list(values) if convert is None else [convert(value) for value in values]

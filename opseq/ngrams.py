@@ -17,6 +17,7 @@ import networkx as nx
 from opseq._gc import collector_paused
 from opseq.errors import ConfigError
 from opseq.graph import iter_graphs
+from opseq.limits import DEFAULT_LIMITS, Limits, limit_error
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -28,6 +29,7 @@ __all__ = [
     "longest_path",
     "mine_ngrams",
     "parse_ngram_range",
+    "to_decimal",
 ]
 
 SCHEMA_VERSION = 1
@@ -117,7 +119,11 @@ def _check_range(n_min: int, n_max: int) -> tuple[int, int]:
 
 
 def mine_ngrams(
-    graph: nx.DiGraph, *, n: int | tuple[int, int] = (1, 4), include_subgraphs: bool = True
+    graph: nx.DiGraph,
+    *,
+    n: int | tuple[int, int] = (1, 4),
+    include_subgraphs: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> NgramCounts:
     """Count the n-grams along every directed path of the OpGraph.
 
@@ -129,12 +135,14 @@ def mine_ngrams(
         graph: An OpGraph from `opseq.graph.build_opgraph`.
         n: One length, or an inclusive (n_min, n_max) range.
         include_subgraphs: Add the n-grams of If/Loop/Scan bodies (paths stay inside one graph).
+        limits: ``max_ngram_windows`` bounds the windows built, all graphs and lengths together.
 
     Returns:
         The counts.
 
     Raises:
         ConfigError: If the range is invalid.
+        LimitExceededError: If the count would build more windows than the limit allows.
 
     Examples:
         >>> g = nx.DiGraph([("a", "b"), ("b", "c"), ("a", "c")])
@@ -146,13 +154,24 @@ def mine_ngrams(
     n_min, n_max = _check_range(*((n, n) if isinstance(n, int) else n))
     totals: dict[Ngram, int] = {}
     graphs = iter_graphs(graph) if include_subgraphs else (graph,)
+    budget = limits.max_ngram_windows
     with collector_paused():
         for each in graphs:
-            _add_ngrams(each, n_min, n_max, totals)
+            budget = _add_ngrams(each, n_min, n_max, totals, budget)
+            if budget < 0:
+                raise limit_error(
+                    "max_ngram_windows",
+                    f"counting its {n_min}..{n_max}-grams needs more than "
+                    f"{limits.max_ngram_windows:,} n-gram windows",
+                    limits.max_ngram_windows,
+                )
     return NgramCounts(n_min=n_min, n_max=n_max, counts=totals)
 
 
-def _add_ngrams(graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, int]) -> None:
+def _add_ngrams(
+    graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, int], budget: int
+) -> int:
+    """Add the n-grams of `graph` to `totals`; return the window budget left (< 0: exhausted)."""
     labels = dict(graph.nodes(data="label"))
     predecessors = graph.pred
     # Windows ending at a node are dropped once its last successor has used them.
@@ -167,6 +186,12 @@ def _add_ngrams(graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, i
             if not extended:
                 break
             ending_here.append(extended)
+            # A new table is at most the sum of the predecessors' tables, which the budget has
+            # counted already: checking per table keeps memory within twice the budget.
+            budget -= len(extended)
+            if budget < 0:
+                return budget
+        budget -= 1
         for table in ending_here[n_min - 1 :]:
             for ngram, count in table.items():
                 totals[ngram] = totals.get(ngram, 0) + count
@@ -176,6 +201,7 @@ def _add_ngrams(graph: nx.DiGraph, n_min: int, n_max: int, totals: dict[Ngram, i
             unused_successors[predecessor] -= 1
             if not unused_successors[predecessor]:
                 del windows[predecessor]
+    return budget
 
 
 def _extend(upstream: list[list[dict[Ngram, int]]], index: int, label: str) -> dict[Ngram, int]:
@@ -215,6 +241,35 @@ def count_paths(graph: nx.DiGraph) -> int:
         for producers in graph.graph["output_producers"].values()
         for producer in producers
     )
+
+
+def to_decimal(count: int) -> str:
+    """Write a non-negative int of any size in decimal, exactly.
+
+    Python refuses ``str()`` of ints beyond 4,300 digits (a guard against its quadratic
+    conversion); path counts of crafted models go beyond that, and their size is bounded by the
+    node limit instead. Halving by powers of ten keeps every ``str()`` call under the guard.
+
+    Examples:
+        >>> to_decimal(4**7200)[:6], len(to_decimal(4**7200))
+        ('679105', 4335)
+        >>> to_decimal(0)
+        '0'
+    """
+    if count < _DECIMAL_CHUNK:
+        return str(count)
+    digits = _decimal_digits_bound(count)
+    half = digits // 2
+    high, low = divmod(count, 10**half)
+    return to_decimal(high) + to_decimal(low).zfill(half)
+
+
+_DECIMAL_CHUNK = 10**4000
+
+
+def _decimal_digits_bound(count: int) -> int:
+    # bit_length * log10(2), rounded up: at most one digit too many.
+    return count.bit_length() * 30103 // 100000 + 1
 
 
 def _paths_from_inputs(graph: nx.DiGraph) -> dict[object, int]:

@@ -1,4 +1,8 @@
-"""Human-readable text for analysis results (JSON comes from each result's ``to_dict``)."""
+"""Human-readable text for analysis results (JSON comes from each result's ``to_dict``).
+
+Every string that comes from a model or a manifest (paths, names, labels, producers, notes) is
+written through `escape_controls`: text reports go to terminals and CI logs.
+"""
 
 from __future__ import annotations
 
@@ -6,28 +10,47 @@ from collections.abc import Iterable, Sequence
 
 from opseq.analysis import CorpusSummary, ModelAnalysis
 from opseq.corpus import TABLE_OUTCOMES, OutcomeTable
-from opseq.ngrams import Ngram
+from opseq.ngrams import Ngram, to_decimal
+from opseq.untrusted import escape_controls
 
 __all__ = [
     "format_corpus_summary",
     "format_model_analysis",
     "format_ngram",
     "format_outcome_table",
+    "format_path_count",
     "format_size",
 ]
 
 _ARROW = " > "
 _LONGEST_PATH_HEAD, _LONGEST_PATH_TAIL = 8, 4
+# Path counts with more digits are shown in scientific notation with their digit count.
+_PATH_COUNT_MAX_DIGITS = 30
 
 
 def format_ngram(ngram: Ngram) -> str:
-    """Join labels with an arrow.
+    """Join labels with an arrow (labels escaped).
 
     Examples:
         >>> format_ngram(("Conv", "Relu"))
         'Conv > Relu'
     """
-    return _ARROW.join(ngram)
+    return _ARROW.join(escape_controls(label) for label in ngram)
+
+
+def format_path_count(count: int) -> str:
+    """Format a path count with thousands separators, or abbreviated when it is very long.
+
+    Examples:
+        >>> format_path_count(288230376151711744)
+        '288,230,376,151,711,744'
+        >>> format_path_count(4**7200)
+        '6.791e+4334 (4,335 digits)'
+    """
+    digits = to_decimal(count)
+    if len(digits) <= _PATH_COUNT_MAX_DIGITS:
+        return f"{count:,}"
+    return f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1} ({len(digits):,} digits)"
 
 
 def format_size(size: int | None) -> str:
@@ -49,9 +72,10 @@ def format_size(size: int | None) -> str:
 
 def format_model_analysis(analysis: ModelAnalysis, *, top: int | None = 10) -> str:
     """Render one model: summary, op histogram and the top n-grams per length."""
-    lines = [analysis.info.path, *_summary_lines(analysis), ""]
+    lines = [escape_controls(analysis.info.path), *_summary_lines(analysis), ""]
     lines.append("  op histogram")
-    lines.extend(_count_table(sorted(analysis.op_histogram.items(), key=lambda i: (-i[1], i[0]))))
+    histogram = sorted(analysis.op_histogram.items(), key=lambda i: (-i[1], i[0]))
+    lines.extend(_count_table((escape_controls(op), count) for op, count in histogram))
     for n in range(analysis.ngrams.n_min, analysis.ngrams.n_max + 1):
         ranked = analysis.ngrams.most_common(n, top)
         heading = f"top {len(ranked)} {n}-grams" if top else f"all {n}-grams"
@@ -63,9 +87,11 @@ def format_model_analysis(analysis: ModelAnalysis, *, top: int | None = 10) -> s
 def _summary_lines(analysis: ModelAnalysis) -> list[str]:
     info = analysis.info
     opsets = ", ".join(
-        f"{domain} {version}" for domain, version in sorted(info.opset_imports.items())
+        f"{escape_controls(domain)} {version}"
+        for domain, version in sorted(info.opset_imports.items())
     )
     producer = f"{info.producer_name} {info.producer_version}".strip() or "(unknown)"
+    producer = escape_controls(producer)
     file_line = format_size(info.file_size) + (", structure only" if info.structure_only else "")
     rows = [
         ("file", file_line),
@@ -78,23 +104,26 @@ def _summary_lines(analysis: ModelAnalysis) -> list[str]:
         ),
         ("inputs", _names(analysis.inputs)),
         ("outputs", _names(analysis.outputs)),
-        ("paths", f"{analysis.path_count:,} input->output paths"),
+        ("paths", f"{format_path_count(analysis.path_count)} input->output paths"),
         ("longest path", _longest_path(analysis.longest_path)),
     ]
     if analysis.ignored:
-        rows.append(
-            ("ignored", ", ".join(f"{op} {c}" for op, c in sorted(analysis.ignored.items())))
-        )
+        ignored = sorted(analysis.ignored.items())
+        rows.append(("ignored", ", ".join(f"{escape_controls(op)} {c}" for op, c in ignored)))
     rows.extend(
-        ("subgraph", f"{s.path} ({s.parent_op}): {s.nodes} nodes, {s.path_count:,} paths")
+        (
+            "subgraph",
+            f"{escape_controls(s.path)} ({escape_controls(s.parent_op)}): {s.nodes} nodes, "
+            f"{format_path_count(s.path_count)} paths",
+        )
         for s in analysis.subgraphs
     )
-    rows.extend(("note", note) for note in analysis.notes)
+    rows.extend(("note", escape_controls(note)) for note in analysis.notes)
     return [f"  {key:<13}{value}" for key, value in rows]
 
 
 def _names(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:6])
+    shown = ", ".join(escape_controls(name) for name in names[:6])
     return f"{len(names)}: {shown}" + (", ..." if len(names) > 6 else "") if names else "0"
 
 
@@ -117,7 +146,8 @@ def format_corpus_summary(summary: CorpusSummary, *, failed: int = 0) -> str:
     """Render the aggregate of several models."""
     lines = [f"corpus: {summary.models} models analysed" + (f", {failed} failed" if failed else "")]
     lines.append(f"  distinct ops      {len(summary.distinct_ops)}")
-    lines.append(f"  in every model    {', '.join(summary.ops_in_every_model) or '(none)'}")
+    in_every = ", ".join(escape_controls(op) for op in summary.ops_in_every_model)
+    lines.append(f"  in every model    {in_every or '(none)'}")
     per_length = ", ".join(f"{n}-grams {count:,}" for n, count in summary.distinct_ngrams.items())
     lines.append(f"  distinct n-grams  {per_length}")
     for n, shared in summary.shared_ngrams.items():
@@ -135,7 +165,10 @@ def format_outcome_table(table: OutcomeTable, *, markdown: bool = False) -> str:
     Each cell is ``count (percent of the column's total)``; the last rows give the median and
     maximum of the max abs diffs over the models that ran.
     """
-    header = ["outcome", *(f"{converter} {source}" for converter, source in table.groups)]
+    header = [
+        "outcome",
+        *(escape_controls(f"{converter} {source}") for converter, source in table.groups),
+    ]
     rows = [["total models", *(f"{table.total(g):,}" for g in table.groups)]]
     for outcome in TABLE_OUTCOMES:
         if (

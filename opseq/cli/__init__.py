@@ -11,9 +11,10 @@ import traceback
 from collections.abc import Sequence
 
 from opseq import __version__
-from opseq.cli._common import ExitCode
-from opseq.cli.hypotheses import rewrite_argv
+from opseq.cli._common import ExitCode, OneLineErrorParser
+from opseq.cli.hypotheses import build_evolution_parser, evolution_argv
 from opseq.errors import OpseqError
+from opseq.untrusted import escape_controls, escape_lines
 
 __all__ = ["build_parser", "main"]
 
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the parser with every subcommand registered."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog="opseq",
         description="Find the operator sequences that make converted models misbehave.",
         epilog="Run 'opseq COMMAND --help' for a command's options and an example.",
@@ -39,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (see `ExitCode`)."""
-    parser = build_parser()
-    argv = rewrite_argv(sys.argv[1:] if argv is None else argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    evolution = evolution_argv(argv)
+    parser = build_parser() if evolution is None else build_evolution_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(argv if evolution is None else evolution)
     except SystemExit as e:  # argparse: 0 for --help/--version, 2 for usage errors
         return int(e.code or 0)
     _configure_logging(args)
@@ -66,7 +68,7 @@ def _configure_logging(args: argparse.Namespace) -> None:
         max(-1, min(verbosity, 2)), logging.DEBUG
     )
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("opseq: %(levelname)s: %(message)s"))
+    handler.setFormatter(_EscapingFormatter("opseq: %(levelname)s: %(message)s"))
     root = logging.getLogger("opseq")
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -84,7 +86,16 @@ def _versions() -> str:
     return ", ".join([f"opseq {__version__}", *found])
 
 
+class _EscapingFormatter(logging.Formatter):
+    """One log record, one line: messages may quote names read from untrusted models."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        head, _, tail = text.partition("\n")  # tracebacks (exc_info) keep their own lines
+        return escape_controls(head) + ("\n" + escape_lines(tail) if tail else "")
+
+
 def _report(args: argparse.Namespace, line: str) -> None:
     if args.debug:
-        traceback.print_exc(file=sys.stderr)
-    print(line, file=sys.stderr)
+        print(escape_lines(traceback.format_exc()), end="", file=sys.stderr)
+    print(escape_controls(line), file=sys.stderr)

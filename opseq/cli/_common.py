@@ -1,24 +1,35 @@
-"""Pieces shared by the subcommands: exit codes, option groups, output and progress."""
+"""Pieces shared by the subcommands: exit codes, option groups, output, errors and progress."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from enum import IntEnum
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, NoReturn, TypeVar
 
 from opseq.errors import ConfigError
+from opseq.limits import DEFAULT_LIMITS, PROTOBUF_MAX_BYTES, PROTOBUF_MAX_NESTING, Limits
+from opseq.untrusted import escape_controls
 
 __all__ = [
     "ExitCode",
+    "OneLineErrorParser",
+    "add_limit_args",
     "add_output_args",
     "add_verbosity_args",
+    "byte_size",
     "comma_list",
+    "limits_from_args",
     "open_output",
+    "print_error",
     "progress",
+    "refuse_overwriting_inputs",
     "whole_number",
 ]
 
@@ -26,13 +37,29 @@ T = TypeVar("T")
 
 
 class ExitCode(IntEnum):
-    """Exit codes shared by every subcommand (DESIGN.md)."""
+    """Exit codes shared by every subcommand (DESIGN.md, "Command line")."""
 
     OK = 0
     CHECK_FAILED = 1
     INPUT = 2
     INTERNAL = 3
     INTERRUPTED = 130
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit 2), as all errors are."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``opseq: error: <prog>: <message> (see '<prog> --help')`` and exit 2."""
+        command = self.prog.removeprefix("opseq").strip()
+        where = f"{command}: " if command else ""
+        print_error(f"{where}{message} (see '{self.prog} --help')")
+        raise SystemExit(ExitCode.INPUT)
+
+
+def print_error(message: str) -> None:
+    """Print one error line on stderr, control characters escaped (a message may quote a model)."""
+    print(f"opseq: error: {escape_controls(message)}", file=sys.stderr)
 
 
 def add_output_args(
@@ -67,6 +94,76 @@ def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_limit_args(parser: argparse.ArgumentParser) -> None:
+    """Add the resource limits on untrusted models (`opseq.limits.Limits`), one flag each."""
+    group = parser.add_argument_group("limits on untrusted models")
+    defaults = DEFAULT_LIMITS
+    group.add_argument(
+        "--max-model-size",
+        type=byte_size,
+        default=defaults.max_model_bytes,
+        metavar="SIZE",
+        help="largest model file read, e.g. 500M (default: the 2 GiB protobuf can parse)",
+    )
+    group.add_argument(
+        "--max-nodes",
+        type=whole_number(1),
+        default=defaults.max_nodes,
+        metavar="N",
+        help="most nodes per model, after inlining local functions (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-ngrams",
+        type=whole_number(1),
+        default=defaults.max_ngram_windows,
+        metavar="N",
+        help="most n-gram windows counted per model (default: %(default)s)",
+    )
+    group.add_argument(
+        "--max-nesting",
+        type=whole_number(0),
+        default=defaults.max_nesting,
+        metavar="N",
+        help=f"deepest If/Loop/Scan nesting (default: %(default)s; protobuf decodes at most "
+        f"{PROTOBUF_MAX_NESTING})",
+    )
+    group.add_argument(
+        "--max-memory",
+        type=byte_size,
+        default=defaults.max_memory_bytes,
+        metavar="SIZE",
+        help="memory one model may take beyond twice its file size (default: 1.5G)",
+    )
+
+
+def limits_from_args(args: argparse.Namespace) -> Limits:
+    """The `Limits` that `add_limit_args` options ask for."""
+    return Limits(
+        max_model_bytes=min(args.max_model_size, PROTOBUF_MAX_BYTES),
+        max_nodes=args.max_nodes,
+        max_ngram_windows=args.max_ngrams,
+        max_nesting=args.max_nesting,
+        max_memory_bytes=args.max_memory,
+    )
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+
+
+def byte_size(text: str) -> int:
+    """An argparse type for sizes: bytes, or a number with K, M, G or T (powers of 1024).
+
+    Examples:
+        >>> byte_size("500M"), byte_size("2GiB"), byte_size("1024")
+        (524288000, 2147483648, 1024)
+    """
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size like 500M or 2G, got {text!r}")
+    scale = 1 << (10 * "kmgt".find(match.group(2).lower()) + 10) if match.group(2) else 1
+    return int(float(match.group(1)) * scale)
+
+
 def whole_number(minimum: int) -> Callable[[str], int]:
     """An argparse type accepting whole numbers >= `minimum`.
 
@@ -94,21 +191,52 @@ def comma_list(text: str) -> frozenset[str]:
 
 @contextlib.contextmanager
 def open_output(path: Path | None) -> Iterator[IO[str]]:
-    """Yield stdout, or `path` opened for writing (created or truncated).
+    """Yield stdout, or a temporary file beside `path` that replaces `path` when the block ends.
+
+    A report on disk is therefore either the previous one or a complete new one; if the block
+    raises, the temporary file is removed and `path` is untouched. A killed process leaves its
+    finished lines in ``.<name>.*.partial`` beside `path`.
 
     Raises:
-        ConfigError: If the file cannot be opened for writing.
+        ConfigError: If the file cannot be created.
     """
     if path is None:
         yield sys.stdout
         sys.stdout.flush()
         return
     try:
-        stream = path.open("w", encoding="utf-8")
+        fd, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     except OSError as e:
         raise ConfigError(f"cannot write {path}: {e.strerror or e}") from e
-    with stream:
-        yield stream
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            yield stream
+        os.chmod(partial, 0o666 & ~_umask())
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def refuse_overwriting_inputs(output: Path | None, inputs: Sequence[Path]) -> None:
+    """Refuse an output path that is one of the inputs, before anything is opened for writing.
+
+    Raises:
+        ConfigError: If `output` is the same file as an input (also through a link).
+    """
+    if output is None or not output.exists():
+        return
+    for given in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(output, given):
+                raise ConfigError(f"-o {output} is one of the inputs; refusing to overwrite it")
 
 
 def progress(items: Iterable[T], *, total: int, quiet: bool, unit: str = "model") -> Iterable[T]:

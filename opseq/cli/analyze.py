@@ -1,12 +1,13 @@
 """Analyse the structure of ONNX models: sizes, op histogram, n-grams, dataflow path counts.
 
 Accepts files and directories (searched recursively for *.onnx). External tensor data is never
-read. With several models, a corpus summary follows the per-model reports; models that cannot be
-analysed are reported on stderr and the command exits 1 (2 if none could be analysed).
+read, and models are untrusted input: each is held to the limits below, and one that fails is
+reported on stderr in one line while the others go on. With several models, a corpus summary
+follows the per-model reports; the command exits 1 when some models failed, 2 when all did.
 
 Example:
   opseq analyze corpus/examples/resnet_torch.onnx --n 2..4 --top 5
-  opseq analyze corpus/ --format jsonl -o analyses.jsonl --jobs 2
+  opseq analyze corpus/examples --format jsonl -o analyses.jsonl --jobs 2
 """
 
 from __future__ import annotations
@@ -25,17 +26,22 @@ from typing import IO
 from opseq.analysis import ModelAnalysis, analyze_model, summarize_corpus
 from opseq.cli._common import (
     ExitCode,
+    add_limit_args,
     add_output_args,
     add_verbosity_args,
     comma_list,
+    limits_from_args,
     open_output,
+    print_error,
     progress,
+    refuse_overwriting_inputs,
     whole_number,
 )
 from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS
 from opseq.ngrams import parse_ngram_range
 from opseq.report import format_corpus_summary, format_model_analysis
+from opseq.untrusted import escape_lines
 
 __all__ = ["register", "run"]
 
@@ -84,6 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="J",
         help="worker processes; 0 = one per core when there are many models (default)",
     )
+    add_limit_args(parser)
     add_output_args(parser, formats=("text", "json", "jsonl"))
     add_verbosity_args(parser)
     parser.set_defaults(run=run)
@@ -92,29 +99,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> ExitCode:
     """Analyse the models named by `args`; see the module docstring."""
     paths, failures = _expand_inputs(args.models)
-    top = args.top or None
-    analyses: list[ModelAnalysis] = []
+    refuse_overwriting_inputs(args.output, paths)
+    report = _Report(fmt=args.format, top=args.top or None)
     interrupted = False
     with open_output(args.output) as out:
         try:
             for outcome in progress(
                 _analyze_all(paths, args), total=len(paths), quiet=bool(args.quiet)
             ):
-                if isinstance(outcome, _Failure):
-                    failures.append(outcome)
-                    if outcome.traceback and args.debug:
-                        print(outcome.traceback, end="", file=sys.stderr)
-                    print(f"opseq: error: {outcome.message}", file=sys.stderr)
-                    continue
-                analyses.append(outcome)
-                _write_streaming(out, args.format, outcome, top)
+                failure = outcome if isinstance(outcome, _Failure) else report.add(outcome, out)
+                if failure is not None:
+                    failures.append(failure)
+                    _print_failure(failure, debug=args.debug)
         except KeyboardInterrupt:
             interrupted = True  # keep and report what has finished
-        _write_final(out, args.format, analyses, failures, top, several=len(paths) > 1)
+        report.finish(out, failures, several=len(paths) > 1)
     if interrupted:
         print("opseq: interrupted; the report covers the models finished so far", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    return _exit_code(analyses, failures)
+    return _exit_code(report.analyses, failures)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,6 +130,17 @@ class _Failure:
     def to_dict(self) -> dict:
         return {"path": self.path, "error": self.message, "internal": self.internal}
 
+    @classmethod
+    def internal_error(cls, path: str, error: BaseException) -> _Failure:
+        message = f"{path}: internal error, please report: {type(error).__name__}: {error}"
+        return cls(path=path, message=message, internal=True, traceback=traceback.format_exc())
+
+
+def _print_failure(failure: _Failure, *, debug: bool) -> None:
+    if failure.traceback and debug:
+        print(escape_lines(failure.traceback), end="", file=sys.stderr)
+    print_error(failure.message)
+
 
 def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
     """Files as given, directories searched recursively; missing paths and empty folders fail."""
@@ -134,26 +148,28 @@ def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
     failures: list[_Failure] = []
     for given in inputs:
         if given.is_dir():
-            found = sorted(p for p in given.rglob("*.onnx") if p.is_file())
+            # Everything named *.onnx but directories: the loader refuses FIFOs, devices and
+            # broken links with a line each, rather than skipping them unseen.
+            found = sorted(p for p in given.rglob("*.onnx") if not p.is_dir())
             if not found:
                 failures.append(
                     _Failure(path=str(given), message=f"{given}: no .onnx files in this directory")
                 )
             paths.extend(found)
-        elif given.exists():
+        elif given.exists() or given.is_symlink():
             paths.append(given)
         else:
             failures.append(
                 _Failure(path=str(given), message=f"{given}: no such file or directory")
             )
     for failure in failures:
-        print(f"opseq: error: {failure.message}", file=sys.stderr)
+        print_error(failure.message)
     return paths, failures
 
 
 def _analyze_all(paths: list[Path], args: argparse.Namespace) -> Iterator[ModelAnalysis | _Failure]:
     """Analyse in input order; several models go to a process pool (one worker per core)."""
-    options = {"n": args.n, "ignore_ops": args.ignore}
+    options = {"n": args.n, "ignore_ops": args.ignore, "limits": limits_from_args(args)}
     jobs = _worker_count(args.jobs, len(paths))
     if jobs <= 1:
         yield from (_analyze_one(path, options) for path in paths)
@@ -174,46 +190,62 @@ def _analyze_one(path: Path, options: dict) -> ModelAnalysis | _Failure:
         return analyze_model(path, **options)
     except OpseqError as e:
         return _Failure(path=str(path), message=str(e))
-    except RecursionError as e:  # a pathologically nested model, not a bug in opseq
-        return _Failure(path=str(path), message=f"{path}: subgraphs nested too deeply ({e})")
+    except MemoryError:  # outside the memory cap (reading the file): the machine is short
+        return _Failure(path=str(path), message=f"{path}: out of memory")
     except Exception as e:  # a bug: report it, but keep the other models' results
-        message = f"{path}: internal error, please report: {type(e).__name__}: {e}"
-        return _Failure(
-            path=str(path), message=message, internal=True, traceback=traceback.format_exc()
+        return _Failure.internal_error(str(path), e)
+
+
+class _Report:
+    """Writes each model's report as it arrives; a model that cannot be written is a failure."""
+
+    def __init__(self, *, fmt: str, top: int | None) -> None:
+        self.fmt, self.top = fmt, top
+        self.analyses: list[ModelAnalysis] = []
+        self.documents: list[dict] = []  # json: written whole at the end
+
+    def add(self, analysis: ModelAnalysis, out: IO[str]) -> _Failure | None:
+        """Render and write `analysis`; return the failure if it cannot be rendered."""
+        try:
+            if self.fmt == "json":
+                document = analysis.to_dict(top=self.top)
+                json.dumps(document)  # a model whose report cannot be written fails alone
+            else:
+                text = _render_streaming(analysis, self.fmt, self.top)
+        except Exception as e:
+            return _Failure.internal_error(analysis.info.path, e)
+        self.analyses.append(analysis)
+        if self.fmt == "json":
+            self.documents.append(document)
+        else:
+            out.write(text)
+            out.flush()
+        return None
+
+    def finish(self, out: IO[str], failures: list[_Failure], *, several: bool) -> None:
+        """Write what follows the models: the corpus summary, or the whole JSON document."""
+        summary = (
+            summarize_corpus(self.analyses, top=self.top or 10)
+            if several and self.analyses
+            else None
         )
+        if self.fmt == "text" and summary is not None:
+            out.write(format_corpus_summary(summary, failed=len(failures)))
+        elif self.fmt == "json":
+            document = {
+                "schema_version": _SCHEMA_VERSION,
+                "models": self.documents,
+                "failures": [f.to_dict() for f in failures],
+                "corpus": summary.to_dict() if summary is not None else None,
+            }
+            json.dump(document, out, indent=2)
+            out.write("\n")
 
 
-def _write_streaming(out: IO[str], fmt: str, analysis: ModelAnalysis, top: int | None) -> None:
+def _render_streaming(analysis: ModelAnalysis, fmt: str, top: int | None) -> str:
     if fmt == "text":
-        out.write(format_model_analysis(analysis, top=top) + "\n")
-    elif fmt == "jsonl":
-        out.write(json.dumps(analysis.to_dict(top=top)) + "\n")
-    else:
-        return
-    out.flush()
-
-
-def _write_final(
-    out: IO[str],
-    fmt: str,
-    analyses: list[ModelAnalysis],
-    failures: list[_Failure],
-    top: int | None,
-    *,
-    several: bool,
-) -> None:
-    summary = summarize_corpus(analyses, top=top or 10) if several and analyses else None
-    if fmt == "text" and summary is not None:
-        out.write(format_corpus_summary(summary, failed=len(failures)))
-    elif fmt == "json":
-        document = {
-            "schema_version": _SCHEMA_VERSION,
-            "models": [a.to_dict(top=top) for a in analyses],
-            "failures": [f.to_dict() for f in failures],
-            "corpus": summary.to_dict() if summary is not None else None,
-        }
-        json.dump(document, out, indent=2)
-        out.write("\n")
+        return format_model_analysis(analysis, top=top) + "\n"
+    return json.dumps(analysis.to_dict(top=top)) + "\n"
 
 
 def _exit_code(analyses: list[ModelAnalysis], failures: list[_Failure]) -> ExitCode:

@@ -9,8 +9,8 @@ study's RQ3: are bigger ONNX opset releases followed by more converter issues?
 
 Example:
   opseq hypotheses corpus/ --format md -o report.md
-  opseq hypotheses corpus/ --atol 1e-3 --reference onnx-backend-models/ --format html -o r.html
-  opseq hypotheses evolution issues.csv --merge-days 30 --drop-last
+  opseq hypotheses corpus/ --atol 1e-3 --reference corpus/examples --format html -o report.html
+  opseq hypotheses evolution corpus/issues/converter_issues.csv --merge-days 30 --drop-last
 """
 
 from __future__ import annotations
@@ -26,41 +26,43 @@ from pathlib import Path
 
 from opseq.cli._common import (
     ExitCode,
+    OneLineErrorParser,
+    add_limit_args,
     add_output_args,
     add_verbosity_args,
     comma_list,
+    limits_from_args,
     open_output,
     whole_number,
 )
 from opseq.errors import ConfigError
 from opseq.ngrams import parse_ngram_range
+from opseq.untrusted import escape_lines
 
-__all__ = ["register", "rewrite_argv", "run", "run_evolution"]
+__all__ = ["build_evolution_parser", "evolution_argv", "register", "run", "run_evolution"]
 
 logger = logging.getLogger(__name__)
 
-_EVOLUTION = "hypotheses-evolution"
 
-
-def rewrite_argv(argv: Sequence[str]) -> list[str]:
-    """Map ``hypotheses evolution ...`` to the evolution parser.
+def evolution_argv(argv: Sequence[str]) -> list[str] | None:
+    """The arguments for the evolution parser, if `argv` asks for ``hypotheses evolution``.
 
     ``opseq hypotheses CORPUS`` takes a path where a subcommand would go, so argparse cannot tell
-    ``evolution`` from a corpus directory; the word right after ``hypotheses`` decides.
+    ``evolution`` from a corpus directory; the word right after ``hypotheses`` decides (a corpus
+    directory named ``evolution`` is reached as ``./evolution``).
 
     Examples:
-        >>> rewrite_argv(["--debug", "hypotheses", "evolution", "i.csv"])
-        ['--debug', 'hypotheses-evolution', 'i.csv']
-        >>> rewrite_argv(["hypotheses", "corpus/"])
-        ['hypotheses', 'corpus/']
+        >>> evolution_argv(["--debug", "hypotheses", "evolution", "i.csv"])
+        ['--debug', 'i.csv']
+        >>> evolution_argv(["hypotheses", "corpus/"]) is None
+        True
     """
-    argv = list(argv)
     for i, token in enumerate(argv):
         if not token.startswith("-"):
-            if token == "hypotheses" and argv[i + 1 : i + 2] == ["evolution"]:
-                return [*argv[:i], _EVOLUTION, *argv[i + 2 :]]
-            break
-    return argv
+            if token == "hypotheses" and list(argv[i + 1 : i + 2]) == ["evolution"]:
+                return [*argv[:i], *argv[i + 2 :]]
+            return None
+    return None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,15 +123,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--top", type=whole_number(1), default=20, help="rows per table in md/text (default: 20)"
     )
+    add_limit_args(parser)
     add_output_args(parser, ("text", "md", "json", "html"))
     add_verbosity_args(parser)
     parser.set_defaults(run=run)
-    _register_evolution(subparsers)
 
 
-def _register_evolution(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        _EVOLUTION,
+def build_evolution_parser() -> argparse.ArgumentParser:
+    """The parser of ``opseq hypotheses evolution`` (reached through `evolution_argv`)."""
+    parser = OneLineErrorParser(
         prog="opseq hypotheses evolution",
         description=(
             "Are bigger ONNX opset releases followed by more converter issues? "
@@ -137,7 +139,7 @@ def _register_evolution(subparsers: argparse._SubParsersAction) -> None:
             "ISSUES.csv has a created_at column (ISO date) and optionally a cause column. Each\n"
             "issue is attributed to the latest opset release on or before its day; release sizes\n"
             "(operators added or changed) come from the installed onnx's schema history.\n\n"
-            "Example:\n  opseq hypotheses evolution issues.csv --merge-days 30 --drop-last"
+            "Example:\n  opseq hypotheses evolution corpus/issues/converter_issues.csv --drop-last"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -156,7 +158,8 @@ def _register_evolution(subparsers: argparse._SubParsersAction) -> None:
     )
     add_output_args(parser, ("text", "md", "json"))
     add_verbosity_args(parser)
-    parser.set_defaults(run=run_evolution)
+    parser.set_defaults(run=run_evolution, debug=False)
+    return parser
 
 
 def run(args: argparse.Namespace) -> ExitCode:
@@ -172,8 +175,11 @@ def run(args: argparse.Namespace) -> ExitCode:
         raise ConfigError(f"cannot write {args.output}: no such directory {args.output.parent}")
     n_max = max(args.n[1], 3)  # Table 12 needs n-grams of length >= 3
     reference = reference_info = None
+    limits = limits_from_args(args)
     if args.reference is not None:
-        reference, models, unreadable = read_reference_ngrams(args.reference, n_max=n_max)
+        reference, models, unreadable = read_reference_ngrams(
+            args.reference, n_max=n_max, limits=limits
+        )
         reference_info = {"path": str(args.reference), "models": models, "unreadable": unreadable}
     table = load_corpus(
         args.corpus,
@@ -182,6 +188,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         converters=sorted(args.converter),
         sources=sorted(args.source),
         progress=not args.quiet,
+        limits=limits,
     )
     config = ReportConfig(
         tolerance=Tolerance(atol=args.atol, rtol=args.rtol),
@@ -218,7 +225,7 @@ def run_evolution(args: argparse.Namespace) -> ExitCode:
     if args.format == "json":
         text = json.dumps(result.to_dict(), indent=2) + "\n"
     else:
-        text = format_evolution_markdown(result)
+        text = escape_lines(format_evolution_markdown(result))  # titles come from a CSV
     _write(args.output, text)
     return ExitCode.OK
 
@@ -252,19 +259,13 @@ def _render(report: dict, fmt: str, top: int) -> str:
         return render_html(report)
     from hypotheses.render_markdown import render_markdown
 
-    return render_markdown(report, top=top)
+    return escape_lines(render_markdown(report, top=top))  # labels come from models
 
 
 def _write(path: Path | None, text: str) -> None:
     """Write the whole text at once: a report is never left half-written on disk."""
-    if path is None:
-        with open_output(None) as out:
-            out.write(text)
-        return
-    partial = path.with_name(f".{path.name}.partial")
-    with open_output(partial) as out:
+    with open_output(path) as out:
         out.write(text)
-    os.replace(partial, path)
 
 
 def _require_matplotlib() -> None:

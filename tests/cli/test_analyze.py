@@ -176,11 +176,11 @@ def test_analyze_unwritable_output_exits_2(capsys, save, tmp_path):
 
 
 @pytest.mark.parametrize("argv", [["--n", "4..2"], ["--top", "-1"], ["--format", "xml"], []])
-def test_analyze_usage_errors_exit_2(capsys, save, argv):
+def test_analyze_usage_errors_exit_2_with_one_line(capsys, save, argv):
     path = [] if not argv else [save(models.chain())]
     code, _, err = run(capsys, *path, *argv)
     assert code == 2
-    assert "usage:" in err
+    assert_one_error_line(err, "analyze: ", "(see 'opseq analyze --help')")
 
 
 def test_help_has_example(capsys):
