@@ -189,13 +189,19 @@ def analyze_model(
     """
     model = load_model(source, limits=limits)
     try:
-        with memory_cap(limits.memory_budget(model.ByteSize()), what="analysis"):
+        with memory_cap(limits.memory_budget(_source_size(source)), what="analysis"):
             graph = build_opgraph(
                 model, ignore_ops=ignore_ops, infer_shapes=infer_shapes, limits=limits
             )
             return summarize_graph(graph, model, source=source, n=n, limits=limits)
     except OpseqError as e:
         raise type(e)(f"{_describe_source(source)}: {e}") from e
+
+
+def _source_size(source: str | os.PathLike[str] | bytes) -> int:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source)
+    return Path(source).stat().st_size
 
 
 def _describe_source(source: str | os.PathLike[str] | bytes) -> str:
@@ -264,15 +270,9 @@ def _most_common(counts: Mapping) -> list[tuple]:
 
 
 def _model_info(model: onnx.ModelProto, source: str | os.PathLike[str] | bytes) -> ModelInfo:
-    path = _describe_source(source)
-    size = (
-        len(source)
-        if isinstance(source, (bytes, bytearray, memoryview))
-        else Path(source).stat().st_size
-    )
     return ModelInfo(
-        path=path,
-        file_size=size,
+        path=_describe_source(source),
+        file_size=_source_size(source),
         producer_name=decode_text(model.producer_name),
         producer_version=decode_text(model.producer_version),
         ir_version=model.ir_version,

@@ -15,7 +15,8 @@ Graph attributes (``G.graph``): ``path``, ``inputs``, ``outputs``, ``input_consu
 -> ids of the nodes that read it), ``output_producers`` (graph output -> ids of the nodes that
 produce it), ``outer_inputs`` (names a subgraph reads from enclosing scopes), ``ignored`` (label ->
 number of spliced-out nodes), ``topological_order`` and, on the main graph, ``notes`` (non-fatal
-remarks such as a shape-inference failure).
+remarks such as a shape-inference failure) and ``external_tensors`` (how many tensors, in any
+graph or attribute, name external data that opseq did not read).
 
 Ignored ops (default ``Constant`` and ``Identity``) are spliced out: the producers of their inputs
 (including what their subgraphs read from the enclosing graph) are wired to the consumers of their
@@ -135,6 +136,7 @@ def build_opgraph(
         builder = _GraphBuilder(frozenset(ignore_ops), limits)
         graph = builder.build(model.graph, MAIN_GRAPH, frozenset(), level=0)
     graph.graph["notes"] = tuple(notes)
+    graph.graph["external_tensors"] = builder.external_tensors
     return graph
 
 
@@ -196,6 +198,7 @@ class _GraphBuilder:
         self.ignore_ops = ignore_ops
         self.limits = limits
         self.nodes_seen = 0
+        self.external_tensors = 0  # initializers and attribute tensors with external data
 
     def build(
         self, proto: onnx.GraphProto, path: str, outer_scope: frozenset[str], *, level: int
@@ -203,14 +206,17 @@ class _GraphBuilder:
         self._check_limits(proto, path, level)
         # Each protobuf field is read once: attribute access on protobuf messages dominates cost.
         nodes = [_NodeFields.of(node, f"{path}/{i}") for i, node in enumerate(proto.node)]
-        constants = set(decode_texts(t.name for t in proto.initializer))
-        constants.update(decode_texts(s.values.name for s in proto.sparse_initializer))
+        initializers = proto.initializer[:]
+        sparse = [(s.values, s.indices) for s in proto.sparse_initializer]
+        self._count_external(*initializers, *(t for pair in sparse for t in pair))
+        constants = set(decode_texts(t.name for t in initializers))
+        constants.update(decode_texts(values.name for values, _ in sparse))
         inputs = tuple(v for v in decode_texts(v.name for v in proto.input) if v not in constants)
         producer = _producer_map(nodes)
         local = constants | set(inputs) | producer.keys()
         scope = _Scope(producer=producer, defined=outer_scope | local, inputs=frozenset(inputs))
         ignored = {i for i, fields in enumerate(nodes) if fields.label in self.ignore_ops}
-        subgraphs = [self._build_subgraphs(fields, scope.defined, level) for fields in nodes]
+        subgraphs = [self._scan_attributes(fields, scope.defined, level) for fields in nodes]
         reads = [_node_reads(f, s, scope) for f, s in zip(nodes, subgraphs, strict=True)]
         # Only a subgraph can read from enclosing graphs; the main graph's reads are all local.
         outer_reads = {n for r in reads for n in r if n not in local} if outer_scope else set()
@@ -252,22 +258,50 @@ class _GraphBuilder:
                 self.limits.max_nodes,
             )
 
-    def _build_subgraphs(
+    def _scan_attributes(
         self, fields: _NodeFields, visible: frozenset[str], level: int
     ) -> dict[str, nx.DiGraph]:
+        """Build the node's subgraphs; count its attribute tensors that name external data."""
         subgraphs: dict[str, nx.DiGraph] = {}
         for attr in fields.attributes:
-            if attr.type == onnx.AttributeProto.GRAPH:
+            kind = attr.type
+            if kind == onnx.AttributeProto.GRAPH:
                 key = decode_text(attr.name)
                 subgraphs[key] = self.build(
                     attr.g, f"{fields.node_id}/{key}", visible, level=level + 1
                 )
-            elif attr.type == onnx.AttributeProto.GRAPHS:
+            elif kind == onnx.AttributeProto.GRAPHS:
                 for k, g in enumerate(attr.graphs):
                     key = f"{decode_text(attr.name)}.{k}"
                     path = f"{fields.node_id}/{key}"
                     subgraphs[key] = self.build(g, path, visible, level=level + 1)
+            elif kind in _TENSOR_ATTRIBUTES:
+                self._count_external(*_attribute_tensors(attr))
         return subgraphs
+
+    def _count_external(self, *tensors: onnx.TensorProto) -> None:
+        self.external_tensors += sum(t.data_location == _EXTERNAL for t in tensors)
+
+
+_EXTERNAL = onnx.TensorProto.EXTERNAL
+_TENSOR_ATTRIBUTES = frozenset(
+    {
+        onnx.AttributeProto.TENSOR,
+        onnx.AttributeProto.TENSORS,
+        onnx.AttributeProto.SPARSE_TENSOR,
+        onnx.AttributeProto.SPARSE_TENSORS,
+    }
+)
+
+
+def _attribute_tensors(attr: onnx.AttributeProto) -> list[onnx.TensorProto]:
+    if attr.type == onnx.AttributeProto.TENSOR:
+        return [attr.t]
+    if attr.type == onnx.AttributeProto.TENSORS:
+        return list(attr.tensors)
+    sparse = [attr.sparse_tensor] if attr.type == onnx.AttributeProto.SPARSE_TENSOR else []
+    sparse.extend(attr.sparse_tensors)
+    return [t for s in sparse for t in (s.values, s.indices)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,13 +91,30 @@ def read_model_file(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
         fd = os.open(path, _OPEN_FLAGS)
     except OSError as e:
         raise _os_error(path, e) from None
-    with os.fdopen(fd, "rb", buffering=0) as stream:
+    try:
         info = os.fstat(fd)
         _check_regular(path, info)
         _check_size(str(path), info.st_size, limits)
-        data = stream.read(min(limits.max_model_bytes, PROTOBUF_MAX_BYTES) + 1)
-    _check_size(str(path), len(data), limits)  # the file grew while it was read
+        data = _read_exactly(fd, info.st_size)
+        if os.read(fd, 1):  # the file grew after fstat: measure it again
+            _check_size(str(path), os.fstat(fd).st_size, limits)
+            raise ModelLoadError(f"{path}: the file changed while it was read")
+    except OSError as e:
+        raise _os_error(path, e) from None
+    finally:
+        os.close(fd)
     return data
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = os.read(fd, min(remaining, 1 << 30))
+        if not chunk:
+            break  # the file shrank; what was read is parsed (and refused if truncated)
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _stat(path: Path, function) -> os.stat_result:
@@ -137,7 +154,8 @@ def _check_size(where: str, size: int, limits: Limits) -> None:
 
 def _refusal(where: str, data: bytes, error: Exception, limits: Limits) -> Exception:
     """Explain why protobuf refused `data`: memory, nesting, or not a model."""
-    if "alloc" in str(error).lower():
+    text = str(error)
+    if "alloc" in text.lower():  # upb: "Arena alloc failed", under the memory cap
         return limit_error(
             "max_memory_bytes",
             f"{where}: parsing needs more memory than a model of its size may take",
@@ -149,12 +167,12 @@ def _refusal(where: str, data: bytes, error: Exception, limits: Limits) -> Excep
         return limit_error(
             "max_nesting", f"{where}: subgraphs nested {shown} deep", limits.max_nesting
         )
-    if depth is not None and depth > PROTOBUF_MAX_NESTING:
+    if "MaxDepth" in text or (depth is not None and depth > PROTOBUF_MAX_NESTING):
         return ModelLoadError(
-            f"{where}: subgraphs nested {depth} deep, more than the {PROTOBUF_MAX_NESTING} "
-            "levels protobuf can decode"
+            f"{where}: subgraphs nested {depth if depth is not None else 'too'} deep, more "
+            f"than protobuf can decode (about {PROTOBUF_MAX_NESTING} levels)"
         )
-    return ModelLoadError(f"{where}: not an ONNX model, or truncated ({error})")
+    return ModelLoadError(f"{where}: not an ONNX model, or truncated ({text})")
 
 
 def _check_model_proto(model: onnx.ModelProto, where: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from collections.abc import Iterator
 
 import networkx as nx
 import onnx
@@ -66,9 +65,11 @@ input->output paths']
             "the graph declares no outputs: nothing it computes is observable, and it has no "
             "input->output paths"
         )
-    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in _iter_tensors(model)):
+    external = graphs[0].graph.get("external_tensors", 0)
+    if external:
         notes.append(
-            "model references external tensor data: analysed from structure, files not opened"
+            f"model references external tensor data ({external} tensors): analysed from "
+            "structure, files not opened"
         )
     if is_structure_only(model):
         notes.append("structure-only model (weights stripped by opseq): not runnable")
@@ -111,30 +112,3 @@ def _opset_notes(model: onnx.ModelProto, domain_nodes: Counter[str]) -> list[str
             "their operator versions are undefined"
         )
     return notes
-
-
-def _iter_tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
-    """Every tensor of the model: initializers and attribute values, in every graph and function.
-
-    Subgraph depth is bounded by the nesting limit, checked when the OpGraph was built.
-    """
-    graphs = [model.graph]
-    graphs.extend(g for info in model.training_info for g in (info.initialization, info.algorithm))
-    nodes = [node for function in model.functions for node in function.node]
-    while graphs or nodes:
-        if graphs:
-            graph = graphs.pop()
-            yield from graph.initializer
-            for sparse in graph.sparse_initializer:
-                yield from (sparse.values, sparse.indices)
-            nodes.extend(graph.node)
-            continue
-        for attribute in nodes.pop().attribute:
-            if attribute.HasField("t"):
-                yield attribute.t
-            yield from attribute.tensors
-            for sparse in (*attribute.sparse_tensors, attribute.sparse_tensor):
-                yield from (sparse.values, sparse.indices)
-            if attribute.HasField("g"):
-                graphs.append(attribute.g)
-            graphs.extend(attribute.graphs)

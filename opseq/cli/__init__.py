@@ -90,9 +90,12 @@ class _EscapingFormatter(logging.Formatter):
     """One log record, one line: messages may quote names read from untrusted models."""
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        head, _, tail = text.partition("\n")  # tracebacks (exc_info) keep their own lines
-        return escape_controls(head) + ("\n" + escape_lines(tail) if tail else "")
+        record = logging.makeLogRecord(record.__dict__)  # other handlers see the original
+        record.msg, record.args = escape_controls(record.getMessage()), None
+        return super().format(record)
+
+    def formatException(self, ei) -> str:
+        return escape_lines(super().formatException(ei))
 
 
 def _report(args: argparse.Namespace, line: str) -> None:

@@ -7,7 +7,7 @@ with a timeout and a memory cap: crashes, hangs and out-of-memory become outcome
 campaign skips the cases already recorded.
 
 Example:
-  opseq corpus build corpus/ --source zoo-torch --converter torch.onnx-dynamo --workers 2
+  opseq corpus build /tmp/zoo-torch --source zoo-torch --converter torch.onnx-dynamo --workers 2
   opseq corpus show corpus/ --format md
 """
 
