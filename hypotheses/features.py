@@ -190,7 +190,8 @@ def extract_structure(
         LimitExceededError: If the model exceeds one of `limits`.
     """
     model = load_model(source, limits=limits)
-    with memory_cap(limits.memory_budget(model.ByteSize()), what="analysis"):
+    size = len(source) if isinstance(source, (bytes, bytearray)) else os.path.getsize(source)
+    with memory_cap(limits.memory_budget(size), what="analysis"):
         graph = build_opgraph(model, ignore_ops=ignore_ops, infer_shapes=False, limits=limits)
         nodes = sum(g.number_of_nodes() for g in iter_graphs(graph))
         ngrams = mine_ngrams(graph, n=(1, n_max), limits=limits).present
