@@ -164,6 +164,7 @@ def build_evolution_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> ExitCode:
     """Run every hypothesis on the corpus and write the report."""
+    _require_stats()
     from hypotheses.features import load_corpus, read_reference_ngrams
     from hypotheses.labels import Tolerance
     from hypotheses.report import STAGES, ReportConfig, build_report
@@ -213,6 +214,7 @@ def run(args: argparse.Namespace) -> ExitCode:
 
 def run_evolution(args: argparse.Namespace) -> ExitCode:
     """Test the opset-evolution hypothesis on an issue table."""
+    _require_stats()
     from hypotheses.evolution import format_evolution_markdown, opset_evolution, read_issues
 
     result = opset_evolution(
@@ -272,6 +274,14 @@ def _require_matplotlib() -> None:
     from opseq._optional import import_optional
 
     import_optional("matplotlib", "report")
+
+
+def _require_stats() -> None:
+    """The statistics stack is an extra: a deployment gate does not need it."""
+    from opseq._optional import import_optional
+
+    for module in ("scipy", "statsmodels", "sklearn"):
+        import_optional(module, "stats")
 
 
 def _non_negative(text: str) -> float:

@@ -222,3 +222,15 @@ def test_html_without_matplotlib_names_the_extra_before_any_work(capsys, tiny, m
     code, out, err = run(capsys, tiny, "--format", "html")
     assert code == 2 and out == ""
     assert_one_error_line(err, "matplotlib", "report")
+
+
+@pytest.mark.parametrize("module", ["scipy", "statsmodels", "sklearn"])
+@pytest.mark.parametrize("command", [["TINY"], ["evolution", "ISSUES"]])
+def test_without_the_stats_extra_names_it(capsys, tiny, tmp_path, monkeypatch, module, command):
+    issues = tmp_path / "issues.csv"
+    issues.write_text("created_at\n2020-01-01\n")
+    monkeypatch.setitem(sys.modules, module, None)  # import of it now fails
+    argv = [{"TINY": tiny, "ISSUES": issues}.get(word, word) for word in command]
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert_one_error_line(err, module, "pip install 'opseq[stats]'")
