@@ -1,6 +1,6 @@
 """A labelled corpus of random ONNX DAGs with planted mismatch-prone n-grams, for benchmarks.
 
-Writes ``manifest.jsonl`` (DESIGN.md contract) and one small model per row (no initializers):
+Writes ``manifest.jsonl`` (DESIGN.md: Manifest) and one small model per row (no initializers):
 a random DAG of 20-200 elementwise, reduction and normalisation nodes over a vocabulary of about
 60 op types drawn with Zipf-like weights, every tensor of shape [1, 16] or [1, 1], so the models
 pass ``onnx.checker.check_model(full_check=True)``.

@@ -1,4 +1,4 @@
-"""The corpus manifest: one JSON object per line per conversion test (DESIGN.md contract).
+"""The corpus manifest: one JSON object per line per conversion test (DESIGN.md: Manifest).
 
 A manifest is append-only while a campaign runs: each finished test is written as one line,
 flushed and synced, so a killed campaign loses at most the line being written. Readers tolerate a

@@ -8,7 +8,7 @@ __all__ = ["Blame", "Outcome", "Stage"]
 
 
 class Outcome(str, Enum):
-    """The outcome of one conversion test (DESIGN.md)."""
+    """The outcome of one conversion test (DESIGN.md: Words)."""
 
     OK = "ok"
     MISMATCH = "mismatch"
