@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 import scipy.sparse as sp
@@ -266,6 +266,8 @@ def load_corpus(
             excluded[f"outcome {row.outcome.value}"] += 1
         elif row.model is None:
             excluded["no model file recorded"] += 1
+        elif not _inside_corpus(row.model):
+            excluded["model path outside the corpus"] += 1
         else:
             labelled.append(row)
     paths = [str(manifest.parent / row.model) for row in labelled]
@@ -322,6 +324,12 @@ def read_reference_ngrams(
         else:
             found |= result.ngrams
     return frozenset(found), len(paths) - unreadable, unreadable
+
+
+def _inside_corpus(model: str) -> bool:
+    """A manifest names its models relative to itself; `../` or `/` would reach elsewhere."""
+    path = PurePath(model)
+    return not path.is_absolute() and ".." not in path.parts
 
 
 def _selected(row: ManifestRow, converters: Sequence[str], sources: Sequence[str]) -> bool:

@@ -93,16 +93,18 @@ class ManifestRow:
             raise CorpusError(f"missing {', '.join(missing)}")
         try:
             outcome = Outcome(data["outcome"])
-        except ValueError as e:
+        except (ValueError, TypeError) as e:
             raise CorpusError(f"unknown outcome {data['outcome']!r}") from e
+        if not isinstance(data.get("model"), (str, type(None))):
+            raise CorpusError(f"model must be a path or null, got {data['model']!r}")
         return cls(
             id=str(data["id"]),
             outcome=outcome,
             converter=str(data["converter"]),
             source=str(data["source"]),
             model=data.get("model"),
-            max_abs_diff=_parse_float(data.get("max_abs_diff")),
-            max_rel_diff=_parse_float(data.get("max_rel_diff")),
+            max_abs_diff=_parse_float(data.get("max_abs_diff"), "max_abs_diff"),
+            max_rel_diff=_parse_float(data.get("max_rel_diff"), "max_rel_diff"),
             error=data.get("error"),
             extra={k: v for k, v in data.items() if k not in _KNOWN_KEYS},
         )
@@ -301,5 +303,12 @@ def _contract_float(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _parse_float(value: Any) -> float | None:
-    return None if value is None else float(value)
+def _parse_float(value: Any, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CorpusError(f"{key} must be a number or null, got {value!r}")
+    try:
+        return float(value)  # other writers may spell non-finite values "inf"
+    except ValueError:
+        raise CorpusError(f"{key} must be a number or null, got {value!r}") from None

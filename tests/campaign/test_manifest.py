@@ -77,6 +77,19 @@ def test_manifest_infinite_diff_written_as_null(tmp_path):
     [
         ('{"id": "a", "outcome": "exploded", "converter": "c", "source": "s"}', "unknown outcome"),
         ('{"id": "a", "converter": "c", "source": "s"}', "missing outcome"),
+        ('{"id": "a", "outcome": ["ok"], "converter": "c", "source": "s"}', "unknown outcome"),
+        (
+            '{"id": "a", "outcome": "ok", "converter": "c", "source": "s", "model": 3}',
+            "model must be a path or null",
+        ),
+        (
+            '{"id": "a", "outcome": "ok", "converter": "c", "source": "s", "max_abs_diff": "x"}',
+            "max_abs_diff must be a number or null",
+        ),
+        (
+            '{"id": "a", "outcome": "ok", "converter": "c", "source": "s", "max_rel_diff": []}',
+            "max_rel_diff must be a number or null",
+        ),
         ("[1, 2]", "not a JSON object"),
         ("{not json", "not JSON"),
     ],

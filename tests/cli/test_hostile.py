@@ -202,6 +202,10 @@ def test_hypotheses_leaves_out_hostile_models_and_reports_the_rest(capsys, tmp_p
     write(tmp_path / rows[0]["model"], hostile.dense_layers())
     write(tmp_path / rows[1]["model"], hostile.invalid_utf8("tensor_name"))
     write(tmp_path / rows[2]["model"], b"garbage")
+    manifest = tmp_path / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    escaping = json.loads(lines[3]) | {"model": "../../outside.onnx"}
+    manifest.write_text("\n".join([*lines[:3], json.dumps(escaping), *lines[4:]]) + "\n")
     code, out, err = run(
         capsys, "hypotheses", tmp_path, "--format", "json", "--min-support", "3", "--no-sweep",
         "--no-prediction", "-q",
@@ -210,7 +214,8 @@ def test_hypotheses_leaves_out_hostile_models_and_reports_the_rest(capsys, tmp_p
     corpus = json.loads(out)["corpus"]
     assert corpus["excluded"]["unreadable model (LimitExceededError)"] == 1
     assert corpus["excluded"]["unreadable model (ModelLoadError)"] == 1
-    assert corpus["labelled"] == 40 - 2
+    assert corpus["excluded"]["model path outside the corpus"] == 1
+    assert corpus["labelled"] == 40 - 3
 
 
 @pytest.mark.parametrize(
