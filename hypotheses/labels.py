@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from opseq.difftest.compare import OutputComparison, Tolerance, is_mismatch
+from opseq.difftest.compare import OutputComparison
+from opseq.tolerance import Tolerance, is_mismatch
 
 __all__ = ["SWEEP_TOLERANCES", "Tolerance", "describe_tolerance", "label_mismatches"]
 

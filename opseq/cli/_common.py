@@ -15,12 +15,14 @@ from typing import IO, NoReturn, TypeVar
 
 from opseq.errors import ConfigError
 from opseq.limits import DEFAULT_LIMITS, PROTOBUF_MAX_BYTES, PROTOBUF_MAX_NESTING, Limits
+from opseq.tolerance import CalibratedRule
 from opseq.untrusted import escape_controls
 
 __all__ = [
     "ExitCode",
     "OneLineErrorParser",
     "add_limit_args",
+    "add_rule_args",
     "add_output_args",
     "add_verbosity_args",
     "byte_size",
@@ -30,6 +32,7 @@ __all__ = [
     "print_error",
     "progress",
     "refuse_overwriting_inputs",
+    "rule_from_args",
     "whole_number",
 ]
 
@@ -134,6 +137,62 @@ def add_limit_args(parser: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="memory one model may take beyond twice its file size (default: 1.5G)",
     )
+
+
+def add_rule_args(parser: argparse.ArgumentParser, *, fixed: bool = True) -> None:
+    """Add the float64-calibrated rule's options (`opseq.tolerance.CalibratedRule`)."""
+    group = parser.add_argument_group("behavioural tolerance (float64-calibrated)")
+    defaults = CalibratedRule()
+    if fixed:
+        group.add_argument(
+            "--label",
+            choices=("calibrated", "fixed"),
+            default="calibrated",
+            help="calibrated: run the source in float64 and label mismatch = semantic; fixed: "
+            "label by --atol/--rtol only (default: calibrated)",
+        )
+    group.add_argument(
+        "--headroom",
+        type=_at_least_one,
+        default=defaults.headroom,
+        metavar="H",
+        help="ONNX may deviate H times the framework's own float32 error and stay numerical "
+        "(default: %(default)g)",
+    )
+    group.add_argument(
+        "--min-sets",
+        type=whole_number(1),
+        default=defaults.min_sets,
+        metavar="M",
+        help="input sets that must be semantic for a semantic verdict (default: %(default)s)",
+    )
+    group.add_argument(
+        "--unstable-units",
+        type=_at_least_one,
+        default=defaults.unstable_units,
+        metavar="U",
+        help="a framework float32 error beyond U float32 steps makes an input set unstable "
+        "(default: %(default)g)",
+    )
+
+
+def rule_from_args(args: argparse.Namespace) -> CalibratedRule | None:
+    """The `CalibratedRule` that `add_rule_args` options ask for (None for ``--label fixed``)."""
+    if getattr(args, "label", "calibrated") == "fixed":
+        return None
+    return CalibratedRule(
+        headroom=args.headroom, min_sets=args.min_sets, unstable_units=args.unstable_units
+    )
+
+
+def _at_least_one(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {text!r}")
+    return value
 
 
 def limits_from_args(args: argparse.Namespace) -> Limits:

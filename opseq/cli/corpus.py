@@ -23,8 +23,10 @@ from pathlib import Path
 from opseq.cli._common import (
     ExitCode,
     add_output_args,
+    add_rule_args,
     add_verbosity_args,
     open_output,
+    rule_from_args,
     whole_number,
 )
 from opseq.corpus import read_manifest, tabulate_outcomes
@@ -112,7 +114,8 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
         "--atol",
         type=float,
         default=1e-7,
-        help="mismatch when the max abs diff is >= ATOL (default: 1e-7, the study's rule)",
+        help="fixed rule: max abs diff >= ATOL (default: 1e-7, the study's rule); its raw "
+        "numbers are always stored, it labels only with --label fixed",
     )
     parser.add_argument(
         "--rtol", type=float, help="also require max rel diff >= RTOL for a mismatch"
@@ -128,6 +131,7 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
         action="store_true",
         help="store converted models with their weights (default: structure only)",
     )
+    add_rule_args(parser)
     add_verbosity_args(parser)
     parser.set_defaults(run=run_build)
 
@@ -165,6 +169,7 @@ def run_build(args: argparse.Namespace) -> ExitCode:
         keep_weights=args.keep_weights,
         atol=args.atol,
         rtol=args.rtol,
+        rule=rule_from_args(args),
         attribute_blame=args.attribute_blame,
     )
     check_campaign(config)

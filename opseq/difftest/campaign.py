@@ -13,7 +13,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from opseq.errors import ConfigError
 from opseq.outcomes import Outcome, Stage
 from opseq.sources import get_source
 from opseq.strip import strip_weights
+from opseq.tolerance import CalibratedRule, Tolerance
 
 __all__ = ["CampaignConfig", "check_campaign", "iter_campaign", "plan_campaign", "run_case"]
 
@@ -61,6 +62,7 @@ class CampaignConfig:
     keep_weights: bool = False
     atol: float = 1e-7
     rtol: float | None = None
+    rule: CalibratedRule | None = field(default_factory=CalibratedRule)  # None: atol/rtol label
     attribute_blame: bool = True
 
 
@@ -153,6 +155,7 @@ def _task(config: CampaignConfig, case_id: str, row_id: str) -> dict[str, Any]:
         "atol": config.atol,
         "rtol": config.rtol,
         "attribute_blame": config.attribute_blame,
+        "rule": None if config.rule is None else config.rule.to_dict(),
     }
 
 
@@ -178,14 +181,13 @@ def _row_from_result(result: TaskResult) -> ManifestRow:
 
 
 def _provenance(task: dict[str, Any]) -> dict[str, Any]:
-    keys = ("case", "seed", "n_inputs", "atol", "rtol")
+    keys = ("case", "seed", "n_inputs", "atol", "rtol", "rule")
     # "opset" is the one the converted model really has (the oracle's); this is the one asked.
-    return {**{key: task[key] for key in keys}, "opset_requested": task["opset"]}
+    return {**{key: task.get(key) for key in keys}, "opset_requested": task["opset"]}
 
 
 def run_case(task: dict[str, Any]) -> dict[str, Any]:
     """Build a case, test its conversion, store the model; return its manifest row (in a worker)."""
-    from opseq.difftest.compare import Tolerance
     from opseq.difftest.convert import get_converter
     from opseq.difftest.oracle import run_difftest
 
@@ -205,6 +207,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
         n_inputs=task["n_inputs"],
         seed=task["seed"],
         tolerance=Tolerance(atol=task["atol"], rtol=task["rtol"]),
+        rule=None if task.get("rule") is None else CalibratedRule.from_dict(task["rule"]),
         attribute_blame=task["attribute_blame"],
     )
     model_path = None

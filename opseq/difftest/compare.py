@@ -1,8 +1,8 @@
-"""Compare the outputs of two ways of running a model, and label the differences under a tolerance.
+"""Compare the outputs of two ways of running a model: raw differences, measured and stored.
 
 Raw differences are always measured and stored (`OutputComparison`); whether they amount to a
-*mismatch* is a separate decision under a `Tolerance`, so thresholds can be re-applied later
-without re-running anything.
+*mismatch* is a separate decision under a rule of `opseq.tolerance`, so thresholds can be
+re-applied later without re-running anything.
 
 Conventions:
 
@@ -17,6 +17,9 @@ Conventions:
 - An output that only one side produced is compared against nothing: its missing side has shape
   ``()`` and dtype ``"missing"``, ``shape_match`` and ``dtype_match`` are ``False`` and the
   differences are ``inf``. So a differing output count always labels a mismatch.
+- ``allclose`` stores, for each element-wise rule of `ALLCLOSE_RULES`, the largest
+  ``|actual - expected| / (atol + rtol * |expected|)`` over elements finite on both sides: the
+  rule passes when it is at most 1.
 - In ``to_dict``, non-finite floats are written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``
   (JSON has no literal for them); ``from_dict`` reads them back.
 """
@@ -25,20 +28,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from opseq.errors import ConfigError
+from opseq.tolerance import ALLCLOSE_RULES, allclose_key
 
 __all__ = [
     "MISSING_DTYPE",
     "OutputComparison",
-    "Tolerance",
     "compare_outputs",
     "from_json_float",
-    "is_mismatch",
     "merge_comparisons",
     "to_json_float",
 ]
@@ -75,43 +76,6 @@ def from_json_float(value: float | str | None) -> float | None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Tolerance:
-    """A rule that labels raw differences as a mismatch; the differences themselves are kept.
-
-    An output mismatches when its max absolute difference is at least `atol` (the study's rule,
-    after PyTorch's exporter check, is 1e-7; NNSmith uses 1e-3) and, if `rtol` is set, its max
-    relative difference is also at least `rtol`.
-
-    Attributes:
-        atol: Absolute threshold; a difference equal to it is a mismatch.
-        rtol: Optional relative threshold, required in addition to `atol`.
-    """
-
-    atol: float = 1e-7
-    rtol: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ConfigError(f"tolerance {name} must be a number >= 0, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-safe dict."""
-        return {"atol": self.atol, "rtol": self.rtol}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Tolerance:
-        """Build a tolerance from `to_dict` output.
-
-        Raises:
-            ConfigError: If a threshold is negative or not a number.
-        """
-        rtol = data.get("rtol")
-        return cls(atol=float(data.get("atol", 1e-7)), rtol=None if rtol is None else float(rtol))
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class OutputComparison:
     """Raw differences between the expected and actual values of one output.
 
@@ -130,6 +94,7 @@ class OutputComparison:
     actual_shape: tuple[int, ...]
     expected_dtype: str
     actual_dtype: str
+    allclose: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def structure_match(self) -> bool:
@@ -156,6 +121,7 @@ class OutputComparison:
             "actual_shape": list(self.actual_shape),
             "expected_dtype": self.expected_dtype,
             "actual_dtype": self.actual_dtype,
+            "allclose": {k: to_json_float(v) for k, v in self.allclose.items()},
         }
 
     @classmethod
@@ -175,6 +141,7 @@ class OutputComparison:
             actual_shape=tuple(data["actual_shape"]),
             expected_dtype=data["expected_dtype"],
             actual_dtype=data["actual_dtype"],
+            allclose={k: from_json_float(v) for k, v in data.get("allclose", {}).items()},
         )
 
 
@@ -233,36 +200,6 @@ def merge_comparisons(
     return tuple(merged)
 
 
-def is_mismatch(comparisons: Sequence[OutputComparison], tolerance: Tolerance) -> bool:
-    """Tell whether the outputs disagree under `tolerance`.
-
-    True when any output has a shape, dtype or NaN/Inf pattern disagreement (which includes an
-    output only one side produced), or a max absolute difference ``>= tolerance.atol`` (and, when
-    ``tolerance.rtol`` is set, a max relative difference ``>= tolerance.rtol`` as well).
-
-    Args:
-        comparisons: Per-output comparisons, usually merged over the input sets.
-        tolerance: The labelling rule.
-
-    Returns:
-        Whether the outputs mismatch. No outputs at all do not mismatch.
-
-    Examples:
-        >>> (c,) = compare_outputs([np.zeros(2)], [np.array([0.0, 1e-7])], names=["y"])
-        >>> is_mismatch([c], Tolerance(atol=1e-7)), is_mismatch([c], Tolerance(atol=1e-3))
-        (True, False)
-    """
-    return any(_output_mismatches(c, tolerance) for c in comparisons)
-
-
-def _output_mismatches(comparison: OutputComparison, tolerance: Tolerance) -> bool:
-    if not comparison.structure_match:
-        return True
-    if not comparison.max_abs_diff >= tolerance.atol:
-        return False
-    return tolerance.rtol is None or comparison.max_rel_diff >= tolerance.rtol
-
-
 def _compare_one(name: str, expected: np.ndarray | None, actual: np.ndarray | None):
     if expected is None or actual is None:
         return _missing(name, expected, actual)
@@ -273,7 +210,10 @@ def _compare_one(name: str, expected: np.ndarray | None, actual: np.ndarray | No
     if not (_is_numeric(expected) and _is_numeric(actual)):
         equal = bool(np.array_equal(expected, actual))
         diff = 0.0 if equal else _INF
-        return _record(name, expected, actual, (diff, diff, diff, False, False), dtype_match)
+        excess = dict.fromkeys((allclose_key(*rule) for rule in ALLCLOSE_RULES), diff)
+        return _record(
+            name, expected, actual, (diff, diff, diff, False, False, excess), dtype_match
+        )
     return _record(name, expected, actual, _numeric_diffs(expected, actual), dtype_match)
 
 
@@ -288,16 +228,23 @@ def _numeric_diffs(expected: np.ndarray, actual: np.ndarray):
     finite = np.isfinite(e) & np.isfinite(a)
     e, a = e[finite], a[finite]
     if e.size == 0:
-        return 0.0, 0.0, 0.0, nan_mismatch, inf_mismatch
+        excess = dict.fromkeys((allclose_key(*rule) for rule in ALLCLOSE_RULES), 0.0)
+        return 0.0, 0.0, 0.0, nan_mismatch, inf_mismatch, excess
     with np.errstate(over="ignore"):  # a huge difference over a tiny value is rightly inf
         abs_diff = np.abs(a - e)
         rel_diff = abs_diff / np.maximum(np.abs(e), _TINY)
+        magnitude = np.abs(e)
+        excess = {
+            allclose_key(atol, rtol): float((abs_diff / (atol + rtol * magnitude)).max())
+            for atol, rtol in ALLCLOSE_RULES
+        }
     return (
         float(abs_diff.max()),
         float(rel_diff.max()),
         float(abs_diff.mean()),
         nan_mismatch,
         inf_mismatch,
+        excess,
     )
 
 
@@ -310,7 +257,7 @@ def _as_float(array: np.ndarray) -> np.ndarray:
 
 
 def _record(name, expected, actual, diffs, dtype_match) -> OutputComparison:
-    max_abs, max_rel, mean_abs, nan_mismatch, inf_mismatch = diffs
+    max_abs, max_rel, mean_abs, nan_mismatch, inf_mismatch, excess = diffs
     return OutputComparison(
         name=name,
         max_abs_diff=max_abs,
@@ -324,6 +271,7 @@ def _record(name, expected, actual, diffs, dtype_match) -> OutputComparison:
         actual_shape=tuple(int(d) for d in actual.shape),
         expected_dtype=str(expected.dtype),
         actual_dtype=str(actual.dtype),
+        allclose=excess,
     )
 
 
@@ -341,6 +289,7 @@ def _structural(name, expected, actual, *, dtype_match: bool) -> OutputCompariso
         actual_shape=_shape_of(actual),
         expected_dtype=_dtype_of(expected),
         actual_dtype=_dtype_of(actual),
+        allclose=dict.fromkeys((allclose_key(*rule) for rule in ALLCLOSE_RULES), _INF),
     )
 
 
@@ -376,4 +325,8 @@ def _merge_column(column: Sequence[OutputComparison]) -> OutputComparison:
         actual_shape=shape_source.actual_shape,
         expected_dtype=shape_source.expected_dtype,
         actual_dtype=shape_source.actual_dtype,
+        allclose={
+            key: max(c.allclose.get(key, 0.0) for c in column)
+            for key in dict.fromkeys(k for c in column for k in c.allclose)
+        },
     )

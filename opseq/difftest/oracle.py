@@ -11,12 +11,16 @@ Stages and outcomes:
 2. load: ONNX Runtime refuses the model -> ``load_fail``.
 3. run: ONNX Runtime, then the framework, on the ``n_inputs`` input sets; either raising ->
    ``run_fail`` (a framework failure says so: ``"framework (torch) failed: ..."``).
-4. compare: per output, merged over the input sets -> ``ok`` or ``mismatch`` by `is_mismatch`.
+4. compare: raw differences per output, merged over the input sets; then the label. With a
+   `CalibratedRule` (the default) the source model also runs in float64 and the case gets a
+   verdict (`opseq.difftest.calibration`): ``mismatch`` means ``semantic``, and blame is
+   attributed under the same rule. With ``rule=None`` the fixed `Tolerance` labels
+   ``ok``/``mismatch`` by `is_mismatch`, with the blame below.
 
-Blame, for mismatches only (see `Blame` and `decide_blame`): ONNX Runtime is re-run without graph
-optimisations, and, unless that already agrees with the framework, the model is run in the ONNX
-reference evaluator (skipped, with the reason recorded, if the evaluator raises). Both re-run only
-the input set on which the framework and ONNX Runtime disagree most
+Blame under the fixed rule, for mismatches only (see `Blame` and `decide_blame`): ONNX Runtime is
+re-run without graph optimisations, and, unless that already agrees with the framework, the model
+is run in the ONNX reference evaluator (skipped, with the reason recorded, if the evaluator
+raises). Both re-run only the input set on which the framework and ONNX Runtime disagree most
 (``blame_evidence["input_set"]``).
 """
 
@@ -33,12 +37,12 @@ from typing import Any, TypeVar
 import numpy as np
 import onnx
 
+from opseq.difftest.blame import BLAME_PAIRS, decide_blame, fixed_rule_blame
+from opseq.difftest.calibration import Calibration, calibrate
 from opseq.difftest.compare import (
     OutputComparison,
-    Tolerance,
     compare_outputs,
     from_json_float,
-    is_mismatch,
     merge_comparisons,
     to_json_float,
 )
@@ -48,26 +52,17 @@ from opseq.difftest.execute import (
     median_latency_ms,
     run_framework,
     run_onnxruntime,
-    run_reference,
 )
 from opseq.errors import ConfigError
 from opseq.outcomes import Blame, Outcome, Stage
 from opseq.sources.base import ModelCase, make_inputs
+from opseq.tolerance import CalibratedRule, Tolerance, Verdict, is_mismatch
 
-__all__ = ["DiffTestResult", "StageFailure", "decide_blame", "run_difftest"]
+__all__ = ["BLAME_PAIRS", "DiffTestResult", "StageFailure", "decide_blame", "run_difftest"]
 
 SCHEMA_VERSION = 1
 MESSAGE_LIMIT = 500
 TRACEBACK_LIMIT = 20_000
-
-# Blame evidence: pairs of evaluators compared, keyed as in `DiffTestResult.blame_evidence`.
-BLAME_PAIRS: dict[str, tuple[str, str]] = {
-    "framework_vs_noopt": ("framework", "noopt"),
-    "framework_vs_reference": ("framework", "reference"),
-    "onnxruntime_vs_noopt": ("onnxruntime", "noopt"),
-    "onnxruntime_vs_reference": ("onnxruntime", "reference"),
-    "noopt_vs_reference": ("noopt", "reference"),
-}
 
 _T = TypeVar("_T")
 Outputs = list[list[np.ndarray]]
@@ -122,7 +117,9 @@ class DiffTestResult:
         max_abs_diff: Maximum over `comparisons` (``inf`` on a shape disagreement); None when
             nothing was compared.
         max_rel_diff: Likewise for the relative difference.
-        tolerance: The rule that labelled ok/mismatch.
+        tolerance: The fixed rule; it labelled ok/mismatch when `calibration` is None.
+        verdict: The calibrated verdict (None under the fixed rule, or for failures).
+        calibration: Everything the calibrated verdict rests on (None likewise).
         opset: The default-domain opset the converted model really imports (may differ from the
             one asked for).
         producer_name: ``producer_name`` of the converted model.
@@ -148,6 +145,8 @@ class DiffTestResult:
     max_abs_diff: float | None = None
     max_rel_diff: float | None = None
     tolerance: Tolerance = field(default_factory=Tolerance)
+    verdict: Verdict | None = None
+    calibration: Calibration | None = None
     opset: int | None = None
     producer_name: str | None = None
     onnx_size: int | None = None
@@ -171,6 +170,8 @@ class DiffTestResult:
             "max_abs_diff": to_json_float(self.max_abs_diff),
             "max_rel_diff": to_json_float(self.max_rel_diff),
             "tolerance": self.tolerance.to_dict(),
+            "verdict": None if self.verdict is None else self.verdict.value,
+            "oracle": None if self.calibration is None else self.calibration.to_dict(),
             "opset": self.opset,
             "producer_name": self.producer_name,
             "onnx_size": self.onnx_size,
@@ -196,6 +197,10 @@ class DiffTestResult:
             max_abs_diff=from_json_float(data.get("max_abs_diff")),
             max_rel_diff=from_json_float(data.get("max_rel_diff")),
             tolerance=Tolerance.from_dict(data.get("tolerance", {})),
+            verdict=None if data.get("verdict") is None else Verdict(data["verdict"]),
+            calibration=None
+            if data.get("oracle") is None
+            else Calibration.from_dict(data["oracle"]),
             opset=data.get("opset"),
             producer_name=data.get("producer_name"),
             onnx_size=data.get("onnx_size"),
@@ -217,6 +222,7 @@ def run_difftest(
     n_inputs: int = 10,
     seed: int = 0,
     tolerance: Tolerance = Tolerance(),  # noqa: B008 -- frozen, so a shared default is safe
+    rule: CalibratedRule | None = CalibratedRule(),  # noqa: B008 -- frozen likewise
     attribute_blame: bool = True,
     latency_repeats: int = 5,
 ) -> DiffTestResult:
@@ -228,7 +234,10 @@ def run_difftest(
         opset: The default-domain opset to ask the converter for.
         n_inputs: How many random input sets to compare on (at least 1).
         seed: Seed of the input sets (`make_inputs`).
-        tolerance: The rule that labels the differences ok or mismatch.
+        tolerance: The fixed rule; it labels ok/mismatch only when `rule` is None, and its raw
+            measurements are kept either way.
+        rule: The float64-calibrated rule that labels mismatch = semantic; None for the fixed
+            rule alone (no float64 run).
         attribute_blame: Re-run a mismatching model other ways to attribute blame.
         latency_repeats: Timed runs of the first input set, per side; 0 skips timing.
 
@@ -270,53 +279,31 @@ def run_difftest(
         actual,
         names=names,
         tolerance=tolerance,
-        attribute_blame=attribute_blame,
+        attribute_blame=attribute_blame and rule is None,
         durations=durations,
     )
+    if rule is not None:
+        calibration = calibrate(
+            case,
+            model,
+            feeds,
+            expected,
+            actual,
+            names=names,
+            rule=rule,
+            attribute_blame=attribute_blame,
+            durations=durations,
+        )
+        semantic = calibration.verdict.verdict is Verdict.SEMANTIC
+        result.update(
+            outcome=Outcome.MISMATCH if semantic else Outcome.OK,
+            blame=calibration.blame,
+            blame_evidence={},
+            verdict=calibration.verdict.verdict,
+            calibration=calibration,
+        )
     latencies = _latencies(case, session, feeds[:1], latency_repeats, durations)
     return DiffTestResult(**result, **latencies, **common)
-
-
-def decide_blame(
-    *,
-    framework_vs_noopt: bool | None,
-    framework_vs_reference: bool | None,
-    onnxruntime_vs_noopt: bool | None,
-    onnxruntime_vs_reference: bool | None,
-    noopt_vs_reference: bool | None,
-) -> Blame:
-    """Attribute a mismatch between the framework and optimised ONNX Runtime.
-
-    Each argument says whether that pair of evaluators mismatches under the tolerance, or is
-    None when one of them did not run. ``noopt`` is ONNX Runtime without graph optimisations,
-    ``reference`` the ONNX reference evaluator.
-
-    Args:
-        framework_vs_noopt: Framework vs unoptimised ONNX Runtime.
-        framework_vs_reference: Framework vs the reference evaluator.
-        onnxruntime_vs_noopt: Optimised vs unoptimised ONNX Runtime.
-        onnxruntime_vs_reference: Optimised ONNX Runtime vs the reference evaluator.
-        noopt_vs_reference: Unoptimised ONNX Runtime vs the reference evaluator.
-
-    Returns:
-        ``runtime-optimizer`` if unoptimised ONNX Runtime agrees with the framework; else
-        ``runtime`` if the reference evaluator does; else ``converter`` if all three ONNX
-        evaluators ran and agree with each other; else ``unknown``.
-
-    Examples:
-        >>> decide_blame(framework_vs_noopt=True, framework_vs_reference=None,
-        ...              onnxruntime_vs_noopt=False, onnxruntime_vs_reference=None,
-        ...              noopt_vs_reference=None).value
-        'unknown'
-    """
-    if framework_vs_noopt is False:
-        return Blame.RUNTIME_OPTIMIZER
-    if framework_vs_reference is False:
-        return Blame.RUNTIME
-    evaluators = (onnxruntime_vs_noopt, onnxruntime_vs_reference, noopt_vs_reference)
-    if all(flag is False for flag in evaluators):
-        return Blame.CONVERTER
-    return Blame.UNKNOWN
 
 
 def _attempt(
@@ -359,7 +346,7 @@ def _judge(model, feeds, expected, actual, *, names, tolerance, attribute_blame,
             range(len(per_input)), key=lambda i: _worst_disagreement(per_input[i], tolerance)
         )
         start = time.perf_counter()
-        blame, evidence = _attribute_blame(
+        blame, evidence = fixed_rule_blame(
             model,
             feeds[worst : worst + 1],
             expected[worst : worst + 1],
@@ -385,71 +372,8 @@ def _worst_disagreement(comparisons: Sequence[OutputComparison], tolerance: Tole
     return (is_mismatch(comparisons, tolerance), largest if largest == largest else float("inf"))
 
 
-def _compare(expected: Outputs, actual: Outputs, names: Sequence[str]):
-    per_input = [compare_outputs(e, a, names=names) for e, a in zip(expected, actual, strict=True)]
-    return merge_comparisons(per_input)
-
-
 def _overall_max(comparisons: Sequence[OutputComparison], attribute: str) -> float | None:
     return max((getattr(c, attribute) for c in comparisons), default=None)
-
-
-def _attribute_blame(model, feeds, expected, actual, names, tolerance):
-    """Re-run the model without optimisations and in the reference evaluator; decide blame."""
-    outputs: dict[str, Outputs] = {"framework": expected, "onnxruntime": actual}
-    skipped: dict[str, str] = {}
-    _run_evaluator(
-        outputs,
-        skipped,
-        "noopt",
-        "onnxruntime without optimisations",
-        lambda: run_onnxruntime(create_session(model, optimize=False), feeds),
-    )
-    measured = _measure_pairs(outputs, names, tolerance)
-    if measured["framework_vs_noopt"] is not None and not measured["framework_vs_noopt"][1]:
-        skipped["reference"] = "not needed: onnxruntime without optimisations agrees"
-    else:
-        _run_evaluator(
-            outputs,
-            skipped,
-            "reference",
-            "reference evaluator",
-            lambda: run_reference(model, feeds),
-        )
-        measured = _measure_pairs(outputs, names, tolerance)
-    blame = decide_blame(**{k: None if v is None else v[1] for k, v in measured.items()})
-    evidence = {
-        "max_abs_diff": {
-            k: None if v is None else to_json_float(v[0]) for k, v in measured.items()
-        },
-        "mismatch": {k: None if v is None else v[1] for k, v in measured.items()},
-        "skipped": skipped,
-    }
-    return blame, evidence
-
-
-def _run_evaluator(outputs, skipped, key: str, label: str, call: Callable[[], Outputs]) -> None:
-    value, error = _attempt({}, key, call)
-    if error is None:
-        outputs[key] = value
-    else:
-        skipped[key] = StageFailure.from_exception(
-            Stage.RUN, error, prefix=f"{label} failed: "
-        ).message
-
-
-def _measure_pairs(outputs, names, tolerance) -> dict[str, tuple[float | None, bool] | None]:
-    measured: dict[str, tuple[float | None, bool] | None] = {}
-    for key, (first, second) in BLAME_PAIRS.items():
-        if first in outputs and second in outputs:
-            comparisons = _compare(outputs[first], outputs[second], names)
-            measured[key] = (
-                _overall_max(comparisons, "max_abs_diff"),
-                is_mismatch(comparisons, tolerance),
-            )
-        else:
-            measured[key] = None
-    return measured
 
 
 def _latencies(case, session, first, repeats: int, durations) -> dict[str, float | None]:

@@ -6,7 +6,7 @@ name in `opseq.sources`; any other can be named as ``package.module:attribute``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, runtime_checkable
@@ -54,7 +54,9 @@ class ModelCase:
 
     ``model`` is a ``torch.nn.Module`` in eval mode (called positionally with the inputs in
     order) or a Keras model (called with the list of inputs in order). Its outputs, flattened in
-    order, correspond to the ONNX graph outputs.
+    order, correspond to the ONNX graph outputs. ``float64_model``, when given, builds the same
+    model computing in float64 with the same weights (`opseq.difftest.float64` makes one
+    generically otherwise).
     """
 
     case_id: str
@@ -62,6 +64,7 @@ class ModelCase:
     model: Any
     inputs: tuple[InputSpec, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    float64_model: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
 
 @runtime_checkable

@@ -10,12 +10,11 @@ import pytest
 from opseq.difftest.compare import (
     MISSING_DTYPE,
     OutputComparison,
-    Tolerance,
     compare_outputs,
-    is_mismatch,
     merge_comparisons,
 )
 from opseq.errors import ConfigError
+from opseq.tolerance import Tolerance, is_mismatch
 
 INF, NAN = np.inf, np.nan
 TINY = np.finfo(np.float64).tiny

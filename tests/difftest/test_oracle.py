@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 import pytest
 
-from opseq.difftest import oracle
-from opseq.difftest.compare import Tolerance
+from opseq.difftest import blame, calibration, oracle
+from opseq.difftest.calibration import Calibration
 from opseq.difftest.convert import get_converter
 from opseq.difftest.oracle import (
     BLAME_PAIRS,
@@ -28,6 +28,7 @@ from opseq.difftest.oracle import (
 from opseq.errors import ConfigError
 from opseq.outcomes import Blame, Outcome, Stage
 from opseq.sources.base import Framework, InputSpec, ModelCase, make_inputs
+from opseq.tolerance import Tolerance, Verdict
 
 pytestmark = pytest.mark.torch
 
@@ -135,10 +136,12 @@ def test_run_difftest_outcome_follows_tolerance_on_raw_numbers():
         linear=torch.nn.Linear(3, 3),
     )
     converter = get_converter("torch.onnx-torchscript")
-    loose = run_difftest(case, converter, n_inputs=4, tolerance=Tolerance(atol=1e-4))
+    loose = run_difftest(case, converter, n_inputs=4, tolerance=Tolerance(atol=1e-4), rule=None)
     assert loose.outcome is Outcome.OK and loose.max_abs_diff < 1e-5
     strict = Tolerance(atol=loose.max_abs_diff) if loose.max_abs_diff > 0 else Tolerance(atol=0.0)
-    again = run_difftest(case, converter, n_inputs=4, tolerance=strict, attribute_blame=False)
+    again = run_difftest(
+        case, converter, n_inputs=4, tolerance=strict, rule=None, attribute_blame=False
+    )
     assert again.max_abs_diff == loose.max_abs_diff  # same seed, same raw numbers
     assert again.outcome is Outcome.MISMATCH and again.blame is None  # diff == atol mismatches
 
@@ -181,8 +184,8 @@ def test_run_difftest_framework_error_run_fail_says_framework():
     assert result.failure.message == "framework (torch) failed: RuntimeError: eager path is broken"
 
 
-def test_run_difftest_planted_converter_bug_blames_converter(relu_case):
-    result = run_difftest(relu_case, FakeConverter(RELU_SCALED), n_inputs=3, seed=2)
+def test_run_difftest_fixed_rule_planted_converter_bug_blames_converter(relu_case):
+    result = run_difftest(relu_case, FakeConverter(RELU_SCALED), n_inputs=3, seed=2, rule=None)
     assert result.outcome is Outcome.MISMATCH and result.blame is Blame.CONVERTER
     expected = _expected_planted_diff(3, 2)
     assert result.max_abs_diff == pytest.approx(expected, rel=1e-6) and expected > 1e-4
@@ -206,12 +209,13 @@ def _swap_sessions(monkeypatch, *, optimized: onnx.ModelProto, unoptimized: onnx
     def create_session(model, *, optimize=True):
         return real(optimized if optimize else unoptimized, optimize=optimize)
 
-    monkeypatch.setattr(oracle, "create_session", create_session)
+    for module in (oracle, blame, calibration):
+        monkeypatch.setattr(module, "create_session", create_session)
 
 
 def test_run_difftest_optimised_session_wrong_blames_runtime_optimizer(monkeypatch, relu_case):
     _swap_sessions(monkeypatch, optimized=RELU_SCALED, unoptimized=RELU)
-    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=2)
+    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=2, rule=None)
     assert result.outcome is Outcome.MISMATCH and result.blame is Blame.RUNTIME_OPTIMIZER
     evidence = result.blame_evidence
     assert evidence["max_abs_diff"]["framework_vs_noopt"] == 0.0
@@ -221,7 +225,7 @@ def test_run_difftest_optimised_session_wrong_blames_runtime_optimizer(monkeypat
 
 def test_run_difftest_both_sessions_wrong_reference_right_blames_runtime(monkeypatch, relu_case):
     _swap_sessions(monkeypatch, optimized=RELU_SCALED, unoptimized=RELU_SCALED)
-    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=2)
+    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=2, rule=None)
     assert result.blame is Blame.RUNTIME
     mismatch = result.blame_evidence["mismatch"]
     assert mismatch["framework_vs_noopt"] is True and mismatch["framework_vs_reference"] is False
@@ -230,7 +234,7 @@ def test_run_difftest_both_sessions_wrong_reference_right_blames_runtime(monkeyp
 
 def test_run_difftest_reference_cannot_run_blames_unknown_with_reason(relu_case):
     model = _onnx("y = com.microsoft.Gelu(x)", opset='"" : 17, "com.microsoft" : 1')
-    result = run_difftest(relu_case, FakeConverter(model), n_inputs=2)
+    result = run_difftest(relu_case, FakeConverter(model), n_inputs=2, rule=None)
     assert result.outcome is Outcome.MISMATCH and result.blame is Blame.UNKNOWN
     evidence = result.blame_evidence
     assert "reference evaluator failed" in evidence["skipped"]["reference"]
@@ -315,3 +319,89 @@ def _flags(**mismatches: bool | None) -> dict[str, bool | None]:
 )
 def test_decide_blame_branches(flags, blame):
     assert decide_blame(**flags) is blame
+
+
+# --- the calibrated rule (the default): float64 ground truth
+
+
+def test_calibrated_exact_model_is_ok_against_float64(relu_case):
+    result = run_difftest(relu_case, get_converter("torch.onnx-torchscript"), n_inputs=3)
+    assert result.outcome is Outcome.OK and result.verdict is Verdict.OK
+    calibrated = result.calibration
+    assert calibrated.verdict.reference == "float64" and calibrated.reference_note is None
+    assert calibrated.verdict.sets == 3 and calibrated.verdict.semantic_sets == 0
+    assert "float64" in result.durations
+    data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert data["verdict"] == "ok" and data["oracle"]["outputs"][0]["ulps"]["onnx"]["q100"] == 0
+    assert Calibration.from_dict(data["oracle"]).verdict == calibrated.verdict
+
+
+def test_calibrated_planted_bug_is_semantic_in_every_set_and_blames_the_converter(relu_case):
+    result = run_difftest(relu_case, FakeConverter(RELU_SCALED), n_inputs=4, seed=2)
+    assert result.outcome is Outcome.MISMATCH and result.verdict is Verdict.SEMANTIC
+    assert result.blame is Blame.CONVERTER
+    calibrated = result.calibration
+    assert calibrated.verdict.semantic_sets == 4
+    assert calibrated.blame_verdicts["unoptimised"] == "semantic"
+    assert calibrated.blame_verdicts["reference_evaluator"] == "semantic"
+    # relu(1.001 x) is off by about 1e-3 relative: ~8,000 float32 steps, far beyond 64 x 4
+    assert calibrated.verdict.required_headroom > 1000
+
+
+def test_calibrated_optimiser_bug_blames_the_optimiser(monkeypatch, relu_case):
+    _swap_sessions(monkeypatch, optimized=RELU_SCALED, unoptimized=RELU)
+    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=4, seed=2)
+    assert result.verdict is Verdict.SEMANTIC and result.blame is Blame.RUNTIME_OPTIMIZER
+    assert result.calibration.blame_verdicts["unoptimised"] == "ok"
+
+
+def test_calibrated_runtime_bug_blames_the_runtime(monkeypatch, relu_case):
+    _swap_sessions(monkeypatch, optimized=RELU_SCALED, unoptimized=RELU_SCALED)
+    result = run_difftest(relu_case, FakeConverter(RELU), n_inputs=4, seed=2)
+    assert result.verdict is Verdict.SEMANTIC and result.blame is Blame.RUNTIME
+    assert result.calibration.blame_verdicts["reference_evaluator"] == "ok"
+
+
+def test_reordered_float32_sums_are_numerical_at_most():
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2048, 16)
+
+    class Wide(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x):
+            return self.linear(x)
+
+    specs = (InputSpec(name="x", shape=(8, 2048)),)
+    case = ModelCase(case_id="wide", framework=Framework.TORCH, model=Wide().eval(), inputs=specs)
+    result = run_difftest(case, get_converter("torch.onnx-torchscript"), n_inputs=3)
+    assert result.verdict in (Verdict.OK, Verdict.NUMERICAL)
+    sets = result.calibration.errors
+    assert max(e.framework_error for errors in sets for e in errors) > 0  # float32 rounds
+    assert result.max_abs_diff > 1e-7  # the study's rule would call it a mismatch
+
+
+def test_ill_conditioned_model_is_unstable_not_semantic():
+    # (x + 1e6) - 1e6: float32 keeps 1/16 of x's digits; float64 keeps them all.
+    case = _case(lambda torch, x: (x + 1e6) - 1e6)
+    result = run_difftest(case, get_converter("torch.onnx-torchscript"), n_inputs=3)
+    assert result.verdict is Verdict.UNSTABLE and result.outcome is Outcome.OK
+    assert result.calibration.verdict.unstable_sets == 3
+
+
+def test_model_that_cannot_run_in_float64_falls_back_and_says_why():
+    case = _case(lambda torch, x: torch.relu(x.float()))  # .float() forces float32 in the twin
+    result = run_difftest(case, get_converter("torch.onnx-torchscript"), n_inputs=2)
+    calibrated = result.calibration
+    assert calibrated.verdict.reference == "framework-float32"
+    assert "still computed in float32" in calibrated.reference_note
+    assert result.verdict is Verdict.OK
+
+
+def test_fixed_rule_only_skips_float64(relu_case):
+    result = run_difftest(relu_case, FakeConverter(RELU_SCALED), n_inputs=2, rule=None)
+    assert result.verdict is None and result.calibration is None
+    assert "float64" not in result.durations

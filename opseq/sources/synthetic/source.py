@@ -96,18 +96,22 @@ class SyntheticSource:
         graph = self.graph(case_id)
         weight_seed = int(np.random.SeedSequence([graph.seed, seed]).generate_state(1)[0])
         if self.framework is Framework.TORCH:
-            from opseq.sources.synthetic.torch_model import to_torch_module
+            from opseq.sources.synthetic.torch_model import to_float64_module, to_torch_module
 
             model = to_torch_module(graph, weight_seed)
+            twin = functools.partial(to_float64_module, model)
         else:
+            from opseq.difftest.float64 import keras_float64
             from opseq.sources.synthetic.tf_model import to_keras_model
 
             model = to_keras_model(graph, weight_seed)
+            twin = functools.partial(keras_float64, model)
         return ModelCase(
             case_id=case_id,
             framework=self.framework,
             model=model,
             inputs=tuple(InputSpec(name=n, shape=t.shape, dtype=t.dtype) for n, t in graph.inputs),
+            float64_model=twin,
             metadata={
                 "nodes": len(graph.nodes),
                 "ops": list(graph.ops),

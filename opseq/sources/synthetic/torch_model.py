@@ -17,9 +17,9 @@ import numpy as np
 from opseq._optional import import_optional
 from opseq.sources.synthetic.builder import SyntheticGraph
 
-__all__ = ["to_torch_module"]
+__all__ = ["to_float64_module", "to_torch_module"]
 
-_DTYPES = {"float32": "float32", "int64": "int64", "bool": "bool"}
+_DTYPES = {"float32": "float32", "float64": "float64", "int64": "int64", "bool": "bool"}
 
 
 def _pool(kind: str, dims: int):
@@ -164,6 +164,18 @@ def to_torch_module(graph: SyntheticGraph, seed: int):
     return _module_class()(graph, np.random.default_rng(seed)).eval()
 
 
+def to_float64_module(module):
+    """The float64 twin of a module from `to_torch_module`: same weights, float64 throughout.
+
+    Casts to float32 in the graph become casts to float64, so the twin never rounds to float32.
+    """
+    import copy
+
+    twin = copy.deepcopy(module).double().eval()
+    twin.float_name = "float64"
+    return twin
+
+
 def _randomise_norm(torch, layer, rng: np.random.Generator) -> None:
     """Give a normalisation layer random affine parameters (and running statistics)."""
     size = layer.weight.shape
@@ -190,6 +202,7 @@ def _module_class():
         def __init__(self, graph: SyntheticGraph, rng: np.random.Generator) -> None:
             super().__init__()
             self.graph = graph
+            self.float_name = "float32"  # what a Cast to float32 casts to (float64 in the twin)
             self.layers = nn.ModuleDict()
             types = graph.types()
             for node in graph.nodes:
@@ -208,7 +221,12 @@ def _module_class():
                 if node.name in self.layers:
                     env[node.name] = self.layers[node.name](*args)
                 else:
-                    env[node.name] = _FUNCTIONS[node.op](torch, args, node.attrs)
+                    env[node.name] = _FUNCTIONS[node.op](torch, args, self._attrs(node))
             return tuple(env[name] for name in self.graph.outputs)
+
+        def _attrs(self, node):
+            if node.op == "Cast" and node.attrs["to"] == "float32":
+                return {**node.attrs, "to": self.float_name}
+            return node.attrs
 
     return SyntheticModule
