@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from opseq.corpus import ManifestRow, manifest_path, read_manifest
+from opseq.difftest.calibration import Calibration
 from opseq.difftest.compare import OutputComparison
 from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs
@@ -131,6 +132,9 @@ class StructureTable:
         outputs: Per model, the recorded comparison of each output; relabelling under another
             tolerance uses these (see `hypotheses.labels`).
         recorded_mismatch: The outcome the manifest recorded (True = mismatch).
+        calibrations: Per model, the float64-calibrated measurements the manifest recorded
+            (``oracle``), or None for rows without them; relabelling under a `CalibratedRule`
+            uses these.
         presence: n-gram presence, lengths 1..n_max; length 1 are the operators.
         outcomes: Rows of the whole manifest by recorded outcome.
         excluded: Rows left out of the tests, by reason.
@@ -145,6 +149,7 @@ class StructureTable:
     outputs: tuple[tuple[OutputComparison, ...], ...]
     recorded_mismatch: np.ndarray
     presence: PresenceMatrix
+    calibrations: tuple[Calibration | None, ...] = ()
     outcomes: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     n_max: int = 4
@@ -168,6 +173,7 @@ class StructureTable:
             nodes=self.nodes[index],
             outputs=tuple(self.outputs[i] for i in index),
             recorded_mismatch=self.recorded_mismatch[index],
+            calibrations=tuple(self.calibrations[i] for i in index) if self.calibrations else (),
             presence=self.presence.rows(index),
             outcomes=dict(self.outcomes),
             excluded=dict(self.excluded),
@@ -288,6 +294,7 @@ def load_corpus(
         nodes=np.array([s.nodes for s in structures], dtype=np.int64),
         outputs=tuple(_output_comparisons(r) for r in kept_rows),
         recorded_mismatch=np.array([r.outcome is Outcome.MISMATCH for r in kept_rows], dtype=bool),
+        calibrations=tuple(_calibration(r) for r in kept_rows),
         presence=presence_matrix(structures),
         outcomes=dict(outcomes),
         excluded=dict(excluded),
@@ -341,6 +348,16 @@ def _selected(row: ManifestRow, converters: Sequence[str], sources: Sequence[str
 def _source_model(row: ManifestRow) -> str:
     case = row.extra.get("case")
     return f"{row.source}/{case}" if case is not None else row.id
+
+
+def _calibration(row: ManifestRow) -> Calibration | None:
+    """The row's float64-calibrated measurements, or None (none recorded, or another shape)."""
+    recorded = row.extra.get("oracle")
+    if not isinstance(recorded, dict):
+        return None
+    with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+        return Calibration.from_dict(recorded)
+    return None
 
 
 def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:

@@ -8,10 +8,12 @@ kept on every row and written back unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,7 @@ from opseq.outcomes import Outcome
 __all__ = [
     "MANIFEST_NAME",
     "TABLE_OUTCOMES",
+    "TABLE_VERDICTS",
     "CorpusError",
     "ManifestRow",
     "ManifestWriter",
@@ -216,13 +219,24 @@ TABLE_OUTCOMES = (
 )
 
 
+#: The calibrated verdicts, in the order the extended Table 11 lists them.
+TABLE_VERDICTS = ("ok", "numerical", "semantic", "unstable")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OutcomeTable:
-    """Outcome counts per (converter, source), and the max abs diffs of the run models."""
+    """Outcome counts per (converter, source), and the max abs diffs of the run models.
+
+    ``verdicts`` counts the float64-calibrated verdicts of the models that ran, and
+    ``study_mismatch`` the models that mismatch under the study's rule (max abs diff >= 1e-7, or
+    a shape, dtype or NaN/Inf disagreement), derived from the stored raw numbers.
+    """
 
     groups: tuple[tuple[str, str], ...]
     counts: Mapping[tuple[str, str], Mapping[Outcome, int]]
     max_abs_diffs: Mapping[tuple[str, str], tuple[float, ...]]
+    verdicts: Mapping[tuple[str, str], Mapping[str, int]] = field(default_factory=dict)
+    study_mismatch: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     def total(self, group: tuple[str, str]) -> int:
         """Number of tests in `group`."""
@@ -241,6 +255,11 @@ class OutcomeTable:
                         o.value: self.counts[converter, source].get(o, 0) for o in TABLE_OUTCOMES
                     },
                     "max_abs_diff": _quantiles(self.max_abs_diffs[converter, source]),
+                    "verdicts": {
+                        v: self.verdicts.get((converter, source), {}).get(v, 0)
+                        for v in TABLE_VERDICTS
+                    },
+                    "study_mismatch": self.study_mismatch.get((converter, source), 0),
                 }
                 for converter, source in self.groups
             ],
@@ -251,18 +270,42 @@ def tabulate_outcomes(rows: Iterable[ManifestRow]) -> OutcomeTable:
     """Count outcomes per (converter, source), groups sorted by name."""
     counts: dict[tuple[str, str], dict[Outcome, int]] = {}
     diffs: dict[tuple[str, str], list[float]] = {}
+    verdicts: dict[tuple[str, str], Counter[str]] = {}
+    study: Counter[tuple[str, str]] = Counter()
     for row in rows:
         group = (row.converter, row.source)
         per_group = counts.setdefault(group, {})
         per_group[row.outcome] = per_group.get(row.outcome, 0) + 1
         if row.max_abs_diff is not None:
             diffs.setdefault(group, []).append(row.max_abs_diff)
+        verdict = row.extra.get("verdict")
+        if verdict in TABLE_VERDICTS:
+            verdicts.setdefault(group, Counter())[verdict] += 1
+        study[group] += _study_mismatch(row)
     groups = tuple(sorted(counts))
     return OutcomeTable(
         groups=groups,
         counts=counts,
         max_abs_diffs={g: tuple(sorted(diffs.get(g, ()))) for g in groups},
+        verdicts={g: dict(v) for g, v in verdicts.items()},
+        study_mismatch=dict(study),
     )
+
+
+def _study_mismatch(row: ManifestRow) -> bool:
+    """Whether a model that ran mismatches under the study's rule, from its stored numbers."""
+    if row.outcome not in (Outcome.OK, Outcome.MISMATCH):
+        return False
+    from opseq.difftest.compare import OutputComparison
+    from opseq.tolerance import STUDY_TOLERANCE, is_mismatch
+
+    recorded = row.extra.get("comparisons")
+    if isinstance(recorded, list) and recorded:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            comparisons = [OutputComparison.from_dict(c) for c in recorded]
+            return is_mismatch(comparisons, STUDY_TOLERANCE)
+    # No comparisons: the row-level maximum (null when not finite, which disagrees).
+    return row.max_abs_diff is None or row.max_abs_diff >= STUDY_TOLERANCE.atol
 
 
 def _quantiles(values: tuple[float, ...]) -> dict[str, float | str | None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from opseq.analysis import CorpusSummary, ModelAnalysis
-from opseq.corpus import TABLE_OUTCOMES, OutcomeTable
+from opseq.corpus import TABLE_OUTCOMES, TABLE_VERDICTS, OutcomeTable
 from opseq.ngrams import Ngram, to_decimal
 from opseq.untrusted import escape_controls
 
@@ -162,8 +162,11 @@ def format_corpus_summary(summary: CorpusSummary, *, failed: int = 0) -> str:
 def format_outcome_table(table: OutcomeTable, *, markdown: bool = False) -> str:
     """Render outcomes as the study's Table 11: one column per converter x source.
 
-    Each cell is ``count (percent of the column's total)``; the last rows give the median and
-    maximum of the max abs diffs over the models that ran.
+    Each cell is ``count (percent of the column's total)``. When the corpus records calibrated
+    verdicts, the models that ran are also split by the study's rule (abs >= 1e-7) and by
+    verdict (ok, numerical, semantic, unstable), and ``mismatch`` is the calibrated label
+    (semantic). The last rows give the median and maximum of the max abs diffs of the models
+    that ran.
     """
     header = [
         "outcome",
@@ -176,6 +179,23 @@ def format_outcome_table(table: OutcomeTable, *, markdown: bool = False) -> str:
             or outcome in TABLE_OUTCOMES[:5]
         ):
             rows.append([outcome.value, *(_count_cell(table, g, outcome) for g in table.groups)])
+    if table.verdicts:
+        rows.append(
+            [
+                "mismatch at abs >= 1e-7 (the study's rule)",
+                *(_cell(table.study_mismatch.get(g, 0), table.total(g)) for g in table.groups),
+            ]
+        )
+        for verdict in TABLE_VERDICTS:
+            rows.append(
+                [
+                    f"verdict {verdict}",
+                    *(
+                        _cell(table.verdicts.get(g, {}).get(verdict, 0), table.total(g))
+                        for g in table.groups
+                    ),
+                ]
+            )
     rows.append(
         [
             "median max abs diff",
@@ -192,7 +212,10 @@ def format_outcome_table(table: OutcomeTable, *, markdown: bool = False) -> str:
 
 
 def _count_cell(table: OutcomeTable, group: tuple[str, str], outcome) -> str:
-    count, total = table.counts[group].get(outcome, 0), table.total(group)
+    return _cell(table.counts[group].get(outcome, 0), table.total(group))
+
+
+def _cell(count: int, total: int) -> str:
     return f"{count:,} ({100 * count / total:.0f}%)" if total else "0"
 
 

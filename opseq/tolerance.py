@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # the measurements depend on these rules' keys, not the other
 
 __all__ = [
     "ALLCLOSE_RULES",
+    "STUDY_TOLERANCE",
     "AllClose",
     "CalibratedRule",
     "CaseVerdict",
@@ -128,6 +129,10 @@ class Tolerance:
         """
         rtol = data.get("rtol")
         return cls(atol=float(data.get("atol", 1e-7)), rtol=None if rtol is None else float(rtol))
+
+
+#: The study's rule (Jajal et al., after PyTorch's exporter check): max abs diff >= 1e-7.
+STUDY_TOLERANCE = Tolerance(atol=1e-7)
 
 
 def is_mismatch(comparisons: Sequence[OutputComparison], tolerance: Tolerance) -> bool:

@@ -114,9 +114,7 @@ def keras_float64(model: Any) -> Any:
         for tensor in model.inputs
     ]
     structured = keras.tree.pack_sequence_as(model.input, inputs)  # a single input is no list
-    clone = keras.models.clone_model(
-        model, input_tensors=structured, clone_function=_float64_layer
-    )
+    clone = keras.models.clone_model(model, input_tensors=structured, clone_function=_float64_layer)
     clone.set_weights([_widen_array(np.asarray(w)) for w in model.get_weights()])
     return clone
 

@@ -8,6 +8,7 @@ from opseq.cli import main
 from opseq.corpus import CorpusError, ManifestRow, ManifestWriter, read_manifest, tabulate_outcomes
 from opseq.errors import ConfigError
 from opseq.outcomes import Outcome
+from opseq.report import format_outcome_table
 
 
 def row(i: int, outcome: Outcome = Outcome.OK, **extra) -> ManifestRow:
@@ -120,6 +121,22 @@ def test_tabulate_outcomes_counts_per_group():
     assert group["total"] == 4
     assert group["outcomes"]["ok"] == 2 and group["outcomes"]["mismatch"] == 1
     assert group["max_abs_diff"] == {"n": 4, "min": 1e-6, "median": 3e-6, "max": 4e-6}
+
+
+def test_tabulate_outcomes_counts_verdicts_and_the_studys_rule():
+    rows = [
+        row(1, verdict="ok"),
+        row(2, verdict="numerical"),
+        row(3, Outcome.MISMATCH, verdict="semantic"),
+        row(4, verdict="unstable"),
+        row(5, Outcome.LOAD_FAIL),
+    ]
+    rows[0] = ManifestRow.from_dict({**rows[0].to_dict(), "max_abs_diff": 0.0})
+    group = tabulate_outcomes(rows).to_dict()["groups"][0]
+    assert group["verdicts"] == {"ok": 1, "numerical": 1, "semantic": 1, "unstable": 1}
+    assert group["study_mismatch"] == 3  # every model that ran, but the exact one
+    text = format_outcome_table(tabulate_outcomes(rows))
+    assert "mismatch at abs >= 1e-7 (the study's rule)" in text and "verdict semantic" in text
 
 
 def test_cli_corpus_show_formats(tmp_path, capsys):
