@@ -97,8 +97,11 @@ def add_verbosity_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_limit_args(parser: argparse.ArgumentParser) -> None:
-    """Add the resource limits on untrusted models (`opseq.limits.Limits`), one flag each."""
+def add_limit_args(parser: argparse.ArgumentParser, *, ngrams: bool = True) -> None:
+    """Add the resource limits on untrusted models (`opseq.limits.Limits`), one flag each.
+
+    ``ngrams=False`` leaves out ``--max-ngrams`` for subcommands that count no n-grams.
+    """
     group = parser.add_argument_group("limits on untrusted models")
     defaults = DEFAULT_LIMITS
     group.add_argument(
@@ -115,13 +118,14 @@ def add_limit_args(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="most nodes per model, after inlining local functions (default: %(default)s)",
     )
-    group.add_argument(
-        "--max-ngrams",
-        type=whole_number(1),
-        default=defaults.max_ngram_windows,
-        metavar="N",
-        help="most n-gram windows counted per model (default: %(default)s)",
-    )
+    if ngrams:
+        group.add_argument(
+            "--max-ngrams",
+            type=whole_number(1),
+            default=defaults.max_ngram_windows,
+            metavar="N",
+            help="most n-gram windows counted per model (default: %(default)s)",
+        )
     group.add_argument(
         "--max-nesting",
         type=whole_number(0),
@@ -200,7 +204,7 @@ def limits_from_args(args: argparse.Namespace) -> Limits:
     return Limits(
         max_model_bytes=min(args.max_model_size, PROTOBUF_MAX_BYTES),
         max_nodes=args.max_nodes,
-        max_ngram_windows=args.max_ngrams,
+        max_ngram_windows=getattr(args, "max_ngrams", DEFAULT_LIMITS.max_ngram_windows),
         max_nesting=args.max_nesting,
         max_memory_bytes=args.max_memory,
     )
