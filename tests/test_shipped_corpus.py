@@ -53,14 +53,16 @@ def test_shipped_corpus_synthetic_families_cover_the_vocabulary(rows):
         assert seen >= set(vocabulary(framework)), source
 
 
-def test_shipped_corpus_models_structure_only_and_under_60_mb(rows):
+def test_shipped_corpus_models_structure_only_and_under_70_mb(rows):
     import onnx
 
     sample = [row for row in rows if row.model][::97]
     for row in sample:
         assert is_structure_only(onnx.load(CORPUS / row.model, load_external_data=False)), row.id
     size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file() and "logs" not in p.parts)
-    assert size < 60e6
+    # 40 MB of structure-only models; the manifest keeps every calibrated measurement (per output
+    # and input set, 9 of its 23 MB, 3 MB compressed) so that verdicts are re-derivable.
+    assert size < 70e6
 
 
 def test_shipped_knowledge_base_describes_this_manifest(rows):

@@ -23,7 +23,14 @@ import onnx
 
 from opseq.difftest.execute import Feeds, create_session, run_onnxruntime, run_reference
 from opseq.difftest.float64 import run_float64
-from opseq.difftest.measure import OutputErrors, per_set_errors, ulp_distances, ulp_quantiles
+from opseq.difftest.measure import (
+    OutputErrors,
+    errors_from_columns,
+    errors_to_columns,
+    per_set_errors,
+    ulp_distances,
+    ulp_quantiles,
+)
 from opseq.outcomes import Blame
 from opseq.sources.base import ModelCase
 from opseq.tolerance import CalibratedRule, CaseVerdict, Verdict, calibrated_blame
@@ -74,7 +81,7 @@ class Calibration:
             "outputs": [
                 {
                     "name": name,
-                    "sets": [errors[i].to_dict() for errors in self.errors if i < len(errors)],
+                    **errors_to_columns([errors[i] for errors in self.errors if i < len(errors)]),
                     "ulps": self.ulps.get(name),
                 }
                 for i, name in enumerate(self.names)
@@ -87,11 +94,9 @@ class Calibration:
     def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Rebuild a calibration from `to_dict` output (a manifest row's ``oracle``)."""
         outputs = data["outputs"]
-        sets = max((len(o["sets"]) for o in outputs), default=0)
-        errors = tuple(
-            tuple(OutputErrors.from_dict(o["sets"][k]) for o in outputs if k < len(o["sets"]))
-            for k in range(sets)
-        )
+        columns = [errors_from_columns(o) for o in outputs]
+        sets = max((len(c) for c in columns), default=0)
+        errors = tuple(tuple(c[k] for c in columns if k < len(c)) for k in range(sets))
         rule = CalibratedRule.from_dict(data.get("rule", {}))
         return cls(
             rule=rule,

@@ -19,7 +19,9 @@ Conventions:
   differences are ``inf``. So a differing output count always labels a mismatch.
 - ``allclose`` stores, for each element-wise rule of `ALLCLOSE_RULES`, the largest
   ``|actual - expected| / (atol + rtol * |expected|)`` over elements finite on both sides: the
-  rule passes when it is at most 1.
+  rule passes when it is at most 1. ``to_dict`` writes it as a list in the order of the rules.
+- Differences are kept to 7 significant digits (float32's precision), so labelling a stored
+  comparison again gives the label it was given when it was measured.
 - In ``to_dict``, non-finite floats are written as the strings ``"inf"``, ``"-inf"`` and ``"nan"``
   (JSON has no literal for them); ``from_dict`` reads them back.
 """
@@ -121,7 +123,10 @@ class OutputComparison:
             "actual_shape": list(self.actual_shape),
             "expected_dtype": self.expected_dtype,
             "actual_dtype": self.actual_dtype,
-            "allclose": {k: to_json_float(v) for k, v in self.allclose.items()},
+            # In the order of ALLCLOSE_RULES: keys would be most of the manifest's bytes.
+            "allclose": [
+                to_json_float(self.allclose.get(allclose_key(*r))) for r in ALLCLOSE_RULES
+            ],
         }
 
     @classmethod
@@ -141,8 +146,20 @@ class OutputComparison:
             actual_shape=tuple(data["actual_shape"]),
             expected_dtype=data["expected_dtype"],
             actual_dtype=data["actual_dtype"],
-            allclose={k: from_json_float(v) for k, v in data.get("allclose", {}).items()},
+            allclose=_read_allclose(data.get("allclose")),
         )
+
+
+def _read_allclose(recorded: Any) -> dict[str, float]:
+    if isinstance(recorded, Mapping):
+        return {k: from_json_float(v) for k, v in recorded.items()}
+    if isinstance(recorded, list) and len(recorded) == len(ALLCLOSE_RULES):
+        return {
+            allclose_key(*rule): from_json_float(v)
+            for rule, v in zip(ALLCLOSE_RULES, recorded, strict=True)
+            if v is not None
+        }
+    return {}
 
 
 def compare_outputs(
@@ -260,9 +277,9 @@ def _record(name, expected, actual, diffs, dtype_match) -> OutputComparison:
     max_abs, max_rel, mean_abs, nan_mismatch, inf_mismatch, excess = diffs
     return OutputComparison(
         name=name,
-        max_abs_diff=max_abs,
-        max_rel_diff=max_rel,
-        mean_abs_diff=mean_abs,
+        max_abs_diff=_digits(max_abs),
+        max_rel_diff=_digits(max_rel),
+        mean_abs_diff=_digits(mean_abs),
         nan_mismatch=nan_mismatch,
         inf_mismatch=inf_mismatch,
         shape_match=True,
@@ -271,8 +288,13 @@ def _record(name, expected, actual, diffs, dtype_match) -> OutputComparison:
         actual_shape=tuple(int(d) for d in actual.shape),
         expected_dtype=str(expected.dtype),
         actual_dtype=str(actual.dtype),
-        allclose=excess,
+        allclose={key: _digits(value) for key, value in excess.items()},
     )
+
+
+def _digits(value: float) -> float:
+    """Seven significant digits, float32's precision: what is stored is what is labelled."""
+    return float(f"{value:.7g}") if math.isfinite(value) else value
 
 
 def _structural(name, expected, actual, *, dtype_match: bool) -> OutputComparison:

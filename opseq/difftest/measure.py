@@ -17,6 +17,11 @@ smallest normal float32, so any non-zero error is enormous.
 
 Without a float64 reference (a model that cannot run in float64), the framework's float32 result
 takes the reference's place and the framework's own error is unknown (None).
+
+Errors are kept to 4 significant digits (a verdict compares them with bounds, not digits); the
+verdict is judged on the rounded numbers, which are what a manifest stores, so judging a stored
+row again gives the same verdict. `errors_to_columns` and `errors_from_columns` store the errors
+of one output over the input sets column by column.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import numpy as np
 
 __all__ = [
     "OutputErrors",
+    "errors_from_columns",
+    "errors_to_columns",
     "measure_output",
     "normalised_error",
     "per_set_errors",
@@ -57,8 +64,6 @@ class OutputErrors:
             units (module docstring); None without a reference, 0 for non-float outputs.
         onnx_error: The normalised error of the result under test against the reference (or
             against the framework's float32 when there is no reference).
-        onnx_vs_framework: The normalised error of the result under test against the framework's
-            float32, in the framework's units.
         scale: The ``s`` of the unit: the root mean square of the reference.
     """
 
@@ -68,7 +73,6 @@ class OutputErrors:
     onnx_disagrees: str | None = None
     framework_error: float | None = 0.0
     onnx_error: float = 0.0
-    onnx_vs_framework: float = 0.0
     scale: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,7 +84,6 @@ class OutputErrors:
             "onnx_disagrees": self.onnx_disagrees,
             "framework_error": _json(self.framework_error),
             "onnx_error": _json(self.onnx_error),
-            "onnx_vs_framework": _json(self.onnx_vs_framework),
             "scale": _json(self.scale),
         }
 
@@ -95,7 +98,6 @@ class OutputErrors:
             onnx_disagrees=data.get("onnx_disagrees"),
             framework_error=None if framework is None else float(framework),
             onnx_error=float(data.get("onnx_error", 0.0)),
-            onnx_vs_framework=float(data.get("onnx_vs_framework", 0.0)),
             scale=float(data.get("scale", 0.0)),
         )
 
@@ -196,13 +198,12 @@ def _exact(kind: str, framework, onnx, reference) -> OutputErrors:
     if reference is not None and not np.array_equal(reference, framework):
         reference_disagrees = "values"
     differ = not np.array_equal(onnx, framework)
-    fraction = float(np.mean(onnx != framework)) if differ and onnx.size else 0.0
+    fraction = _digits(float(np.mean(onnx != framework))) if differ and onnx.size else 0.0
     return OutputErrors(
         kind=kind,
         reference_disagrees=reference_disagrees,
         onnx_disagrees="values" if differ else None,
         onnx_error=fraction,
-        onnx_vs_framework=fraction,
     )
 
 
@@ -216,11 +217,71 @@ def _floating(framework, onnx, reference) -> OutputErrors:
         kind="float",
         reference_disagrees=None if reference is None or _same_pattern(r, f) else "nonfinite",
         onnx_disagrees=None if _same_pattern(x, f) else "nonfinite",
-        framework_error=None if reference is None else normalised_error(f, r, eps=eps),
-        onnx_error=normalised_error(x, r, eps=eps),
-        onnx_vs_framework=normalised_error(x, f, eps=eps),
-        scale=scale,
+        framework_error=None if reference is None else _digits(normalised_error(f, r, eps=eps)),
+        onnx_error=_digits(normalised_error(x, r, eps=eps)),
+        scale=_digits(scale),
     )
+
+
+def _digits(value: float) -> float:
+    """`value` to 4 significant digits (what is stored is what is judged)."""
+    return float(f"{value:.4g}") if np.isfinite(value) else float(value)
+
+
+_FLOAT_COLUMNS = ("framework_error", "onnx_error", "scale")
+_FLAG_COLUMNS = ("structure", "reference_disagrees", "onnx_disagrees")
+
+
+def errors_to_columns(per_set: Sequence[OutputErrors]) -> dict[str, Any]:
+    """Store one output's errors over the input sets as columns; all-empty columns are left out.
+
+    Examples:
+        >>> e = [OutputErrors(kind="float", onnx_error=1.5), OutputErrors(kind="float")]
+        >>> errors_to_columns(e)
+        {'kind': 'float', 'sets': 2, 'framework_error': [0.0, 0.0], 'onnx_error': [1.5, 0.0]}
+        >>> errors_from_columns(errors_to_columns(e)) == e
+        True
+    """
+    kinds = [e.kind for e in per_set]
+    columns: dict[str, Any] = {
+        "kind": kinds[0] if len(set(kinds)) == 1 else kinds,
+        "sets": len(per_set),
+    }
+    for name in _FLOAT_COLUMNS:
+        values = [getattr(e, name) for e in per_set]
+        if any(v is None for v in values) and name == "framework_error":
+            columns[name] = None  # no float64 reference
+        elif any(values) or name == "framework_error":
+            columns[name] = [_json(v) for v in values]
+    for name in _FLAG_COLUMNS:
+        values = [getattr(e, name) for e in per_set]
+        if any(values):
+            columns[name] = values
+    return columns
+
+
+def errors_from_columns(columns: Mapping[str, Any]) -> list[OutputErrors]:
+    """Invert `errors_to_columns`."""
+    kinds = columns["kind"]
+    sets = int(columns["sets"])
+    framework = columns.get("framework_error")
+
+    def column(name: str, k: int, default):
+        values = columns.get(name)
+        return default if values is None else values[k]
+
+    return [
+        OutputErrors(
+            kind=kinds[k] if isinstance(kinds, list) else kinds,
+            structure=column("structure", k, None),
+            reference_disagrees=column("reference_disagrees", k, None),
+            onnx_disagrees=column("onnx_disagrees", k, None),
+            framework_error=None if framework is None else float(framework[k]),
+            onnx_error=float(column("onnx_error", k, 0.0)),
+            scale=float(column("scale", k, 0.0)),
+        )
+        for k in range(sets)
+    ]
 
 
 def _as_float(array: np.ndarray) -> np.ndarray:
