@@ -11,6 +11,12 @@ from a latent log10 of the maximum absolute difference that grows with model siz
 converter, with a per-source-model effect shared by both conversions of a pair, and with three
 planted n-grams; ``outcome`` is ``mismatch`` when it is at least 1e-7. The corpus is cached under
 a directory named after a hash of the parameters and of ``GENERATOR_VERSION``.
+
+With ``planted_odds`` > 0 the labels come from a logistic model instead, whose odds ratios are
+known exactly: logit P(mismatch) = intercept + 0.8 x standardised log size + 0.3 x (second
+converter) + a per-source-model effect N(0, 1) shared by both conversions of a pair +
+log(planted_odds) x (planted chains the model contains). ``planted_odds = 1`` is a corpus in which
+no sequence affects the outcome (size, converter and source model still do).
 """
 
 from __future__ import annotations
@@ -69,6 +75,10 @@ class CorpusParams:
         window: Inputs are drawn from the last `window` tensors, so the DAG is deep.
         paired: Fraction of rows that are one of two conversions of the same source model.
         plant_rate: Probability that a model contains each planted chain.
+        planted_odds: 0: labels from the latent maximum difference; > 0: labels from the
+            logistic model with this odds ratio per planted chain.
+        mismatch_rate: Mismatch rate of a mid-sized model without planted chains (logistic
+            model only).
     """
 
     models: int = 5000
@@ -81,10 +91,15 @@ class CorpusParams:
     window: int = 6
     paired: float = 0.5
     plant_rate: float = 0.1
+    planted_odds: float = 0.0
+    mismatch_rate: float = 0.3
 
     def key(self) -> str:
         """A short hash of the parameters and the generator version."""
-        text = json.dumps({"version": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
+        fields = asdict(self)
+        if not self.planted_odds:  # the latent-difference corpora keep their cache keys
+            del fields["planted_odds"], fields["mismatch_rate"]
+        text = json.dumps({"version": GENERATOR_VERSION, **fields}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -113,7 +128,8 @@ def write_corpus(directory: Path, params: CorpusParams, *, jobs: int = 2) -> Pat
         written = [
             row for part in pool.map(_write_models, [directory] * jobs, chunks) for row in part
         ]
-    rows = _label_rows(sorted(written, key=lambda r: r["id"]), params)
+    ordered = sorted(written, key=lambda r: r["id"])
+    rows = _odds_rows(ordered, params) if params.planted_odds else _label_rows(ordered, params)
     partial = manifest.with_suffix(".partial")
     partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
     os.replace(partial, manifest)
@@ -250,6 +266,38 @@ def _write_models(directory: Path, sources: list[dict]) -> list[dict]:
                 }
             )
     return rows
+
+
+def _odds_rows(rows: list[dict], params: CorpusParams) -> list[dict]:
+    """Outcomes from the logistic model of the module docstring; diffs 1e-3 or 1e-9 to match."""
+    rng = np.random.default_rng([params.seed, 3])
+    cases = sorted({row["case"] for row in rows})
+    shared = dict(zip(cases, rng.normal(0.0, 1.0, size=len(cases)), strict=True))
+    log_nodes = np.log([row["nodes"] for row in rows])
+    size = (log_nodes - log_nodes.mean()) / log_nodes.std()
+    intercept = np.log(params.mismatch_rate / (1 - params.mismatch_rate))
+    labelled = []
+    for row, z in zip(rows, size, strict=True):
+        dynamo = row["converter"] == CONVERTERS[1]
+        logit = intercept + 0.8 * z + 0.3 * dynamo + shared[row["case"]]
+        logit += np.log(params.planted_odds) * len(row["planted"])
+        mismatch = bool(rng.random() < 1 / (1 + np.exp(-logit)))
+        diff = 1e-3 if mismatch else 1e-9
+        labelled.append(
+            {
+                "id": row["id"],
+                "model": row["model"],
+                "outcome": "mismatch" if mismatch else "ok",
+                "converter": row["converter"],
+                "source": SOURCE,
+                "max_abs_diff": diff,
+                "max_rel_diff": diff,
+                "error": None,
+                "case": row["case"],
+                "planted": row["planted"],
+            }
+        )
+    return labelled
 
 
 def _label_rows(rows: list[dict], params: CorpusParams) -> list[dict]:

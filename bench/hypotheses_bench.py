@@ -57,6 +57,7 @@ REPORT_STAGES = (
     "fit_adjustment",
     "operators_hypothesis",
     "sequences_hypothesis",
+    "twins_hypothesis",
     "prediction_hypothesis",
     "tolerance_sweep",
     "table12",
@@ -299,6 +300,14 @@ def print_corpus(report: dict) -> None:
     )
     sweep = ", ".join(f"{r['rule']}: {r['mismatch']}/{r['ok']}" for r in report["tolerance_sweep"])
     print(f"sweep (mismatch/ok): {sweep}")
+    methods, tarone = sequences.get("methods") or {}, sequences.get("tarone") or {}
+    print(
+        f"sequences: {methods.get('score', 0)} score tests, {methods.get('exact', 0)} exact; "
+        f"Tarone family {tarone.get('family')} (K = {tarone.get('k')}), "
+        f"{tarone.get('excluded')} left out; twins: {report['twins']['discordant']} discordant "
+        f"pairs of {report['twins']['pairs']}"
+    )
+    print("verdicts: " + ", ".join(f"{v['key']} {v['answer']}" for v in report["verdicts"]))
 
 
 def main() -> None:

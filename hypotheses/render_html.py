@@ -10,12 +10,10 @@ escaped with `html.escape`.
 
 from __future__ import annotations
 
-import base64
-import html
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from hypotheses import html_parts as h
 from hypotheses.figures import roc_png, sweep_png, volcano_png
 from hypotheses.formatting import (
     DASH,
@@ -24,59 +22,12 @@ from hypotheses.formatting import (
     format_odds_ratio,
     format_p,
 )
+from hypotheses.html_power import power_parts, twins_section
 
 __all__ = ["render_html"]
 
 _TOP_OPERATORS = 30
 _TOP_NGRAMS = 50
-_NUM = ' class="num"'
-_ANSWER_CLASSES = {"yes": "yes", "no": "no", "undetermined": "undetermined"}
-
-_STYLE = """
-:root { color-scheme: light; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
-  sans-serif; font-size: 15px; line-height: 1.45; color: #1f2328; max-width: 72rem;
-  margin: 0 auto; padding: 1.5rem; }
-h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
-h2 { font-size: 1.25rem; border-bottom: 1px solid #d0d7de; padding-bottom: 0.2rem;
-  margin-top: 2rem; }
-h3 { font-size: 1.05rem; margin-bottom: 0.3rem; }
-p.summary { color: #57606a; margin-top: 0; }
-p.note, figcaption, caption { color: #57606a; font-size: 0.9rem; }
-caption { caption-side: bottom; text-align: left; padding-top: 0.3rem; }
-table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.9rem; }
-th, td { padding: 0.25rem 0.6rem; border-bottom: 1px solid #d8dee4; vertical-align: top; }
-thead th { background: #eaeef2; text-align: left; border-bottom: 2px solid #afb8c1; }
-tbody tr:nth-child(even) { background: #f6f8fa; }
-tbody th { text-align: left; font-weight: 600; }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-tr.sig td:first-child { font-weight: 600; }
-code, .seq { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
-  font-size: 0.85rem; }
-.verdict { border: 1px solid #d0d7de; border-radius: 6px; padding: 0.5rem 0.8rem;
-  margin: 0.5rem 0; }
-.verdict .question { font-weight: 600; }
-.verdict .evidence { color: #424a53; margin: 0.25rem 0 0; }
-.badge { display: inline-block; min-width: 6.5rem; text-align: center; border-radius: 1rem;
-  padding: 0.05rem 0.6rem; font-weight: 700; font-size: 0.85rem; color: #fff;
-  background: #6e7781; margin-right: 0.5rem; text-transform: uppercase; }
-.badge.yes { background: #1a7f37; }
-.badge.no { background: #b42318; }
-.badge.undetermined { background: #9a6700; }
-figure { margin: 1rem 0; }
-figure img { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
-ul.inline { padding-left: 1.2rem; }
-footer { margin-top: 3rem; color: #57606a; font-size: 0.85rem; border-top: 1px solid #d0d7de;
-  padding-top: 0.5rem; }
-@media print {
-  body { max-width: none; padding: 0; font-size: 11pt; }
-  h2 { break-after: avoid; }
-  tr, figure, .verdict { break-inside: avoid; }
-  .badge, thead th, tbody tr:nth-child(even) { -webkit-print-color-adjust: exact;
-    print-color-adjust: exact; }
-}
-"""
-
 _TEST_HEADERS = (
     "mismatch with",
     "ok with",
@@ -86,6 +37,8 @@ _TEST_HEADERS = (
     "adjusted OR [95% CI]",
     "adjusted p",
     "adjusted q",
+    "adjusted test",
+    "MDOR",
 )
 
 _SWEEP_HEADERS = {
@@ -102,6 +55,10 @@ _SWEEP_HEADERS = {
     "ngrams_minimal": "minimal n-grams",
     "top_ngram": "top n-gram",
     "sequences_associated": "sequences associated",
+    "ngrams_family": "n-grams in the Tarone family",
+    "ngrams_exact": "n-grams tested exactly",
+    "mdor_median": "median MDOR",
+    "answer": "sequences verdict",
     "note": "note",
 }
 
@@ -124,6 +81,7 @@ def render_html(report: dict) -> str:
         _corpus_section,
         _operators_section,
         _sequences_section,
+        twins_section,
         _prediction_section,
         _table12_section,
         _sweep_section,
@@ -132,7 +90,7 @@ def render_html(report: dict) -> str:
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>opseq hypothesis report</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"<title>opseq hypothesis report</title>\n<style>{h.STYLE}</style>\n</head>\n<body>\n"
         + "\n".join(body)
         + "\n</body>\n</html>\n"
     )
@@ -141,123 +99,10 @@ def render_html(report: dict) -> str:
 # --- number formatting ----------------------------------------------------------------------
 
 
-def _interval(value: Any, low: Any, high: Any, fmt: Callable[[Any], str]) -> str:
-    return f"{fmt(value)} [{fmt(low)}, {fmt(high)}]"
-
-
-def _auc(value: Any) -> str:
-    number = as_number(value)
-    return DASH if number is None else f"{number:.3f}"
-
-
-def _signed(value: Any) -> str:
-    number = as_number(value)
-    return DASH if number is None else f"{number:+.3f}"
-
-
-def _plain(value: Any) -> str:
-    """Any report value as text: numbers formatted, lists as n-grams, None as a dash."""
-    if value is None:
-        return DASH
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return format_count(value)
-    if isinstance(value, float):
-        return f"{value:g}" if math.isfinite(value) else format_odds_ratio(value)
-    if isinstance(value, list | tuple):
-        return _ngram(value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_plain(v)}" for k, v in value.items()) or DASH
-    return str(value)
-
-
-def _ngram(labels: Any) -> str:
-    if isinstance(labels, list | tuple):
-        return " > ".join(str(label) for label in labels)
-    return DASH if labels is None else str(labels)
-
-
-# --- HTML building blocks -------------------------------------------------------------------
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _section(title: str, anchor: str, parts: Iterable[str]) -> str:
-    return f'<section id="{anchor}">\n<h2>{_e(title)}</h2>\n' + "\n".join(parts) + "\n</section>"
-
-
-def _p(text: str, css: str = "") -> str:
-    attribute = f' class="{css}"' if css else ""
-    return f"<p{attribute}>{_e(text)}</p>"
-
-
-def _table(
-    headers: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    *,
-    numeric: Iterable[int] = (),
-    row_header: bool = False,
-    row_classes: Iterable[str] | None = None,
-    caption: str = "",
-) -> str:
-    """An HTML table of plain-text cells (all escaped); `numeric` columns are right-aligned."""
-    right = set(numeric)
-    head = "".join(
-        f'<th scope="col"{_NUM if i in right else ""}>{_e(h)}</th>' for i, h in enumerate(headers)
-    )
-    classes = iter(row_classes or ())
-    body = [_table_row(row, right, row_header, next(classes, "")) for row in rows]
-    caption_html = f"<caption>{_e(caption)}</caption>" if caption else ""
-    return (
-        f"<table>{caption_html}<thead><tr>{head}</tr></thead>\n<tbody>\n"
-        + "\n".join(body)
-        + "\n</tbody></table>"
-    )
-
-
-def _table_row(row: Sequence[Any], right: set[int], row_header: bool, css: str) -> str:
-    cells = []
-    for i, cell in enumerate(row):
-        tag = "th" if row_header and i == 0 else "td"
-        scope = ' scope="row"' if tag == "th" else ""
-        align = _NUM if i in right else ""
-        cells.append(f"<{tag}{scope}{align}>{_e(cell)}</{tag}>")
-    attribute = f' class="{css}"' if css else ""
-    return f"<tr{attribute}>" + "".join(cells) + "</tr>"
-
-
-def _key_values(pairs: Iterable[tuple[str, Any]]) -> str:
-    """A two-column table without a head: name, value (right-aligned when a number)."""
-    rows = "\n".join(
-        f'<tr><th scope="row">{_e(key)}</th>'
-        f"<td{_NUM if as_number(value) is not None else ''}>{_e(_plain(value))}</td></tr>"
-        for key, value in pairs
-    )
-    return f'<table class="kv">\n<tbody>\n{rows}\n</tbody></table>'
-
-
-def _figure(png: bytes, alt: str, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
-
-
-def _listing(items: Sequence[Any]) -> str:
-    return ", ".join(str(item) for item in items) if items else "none"
-
-
-# --- sections -------------------------------------------------------------------------------
-
-
 def _header(report: dict) -> str:
     return (
         "<header>\n<h1>opseq hypothesis report</h1>\n"
-        + _p(_summary(report), "summary")
+        + h.p(_summary(report), "summary")
         + ("\n</header>")
     )
 
@@ -277,17 +122,17 @@ def _summary(report: dict) -> str:
 
 def _verdicts_section(report: dict) -> str:
     verdicts = report.get("verdicts") or []
-    parts = [_verdict(v) for v in verdicts] or [_p("No verdicts in this report.", "note")]
-    return _section("Verdicts", "verdicts", parts)
+    parts = [_verdict(v) for v in verdicts] or [h.p("No verdicts in this report.", "note")]
+    return h.section("Verdicts", "verdicts", parts)
 
 
 def _verdict(verdict: dict) -> str:
     answer = str(verdict.get("answer") or "undetermined")
-    css = _ANSWER_CLASSES.get(answer.lower(), "other")
+    css = h.ANSWER_CLASSES.get(answer.lower(), "other")
     return (
-        f'<div class="verdict"><p class="question"><span class="badge {css}">{_e(answer)}</span>'
-        f"{_e(verdict.get('question') or verdict.get('key') or '')}</p>"
-        f'<p class="evidence">{_e(verdict.get("evidence") or "")}</p></div>'
+        f'<div class="verdict"><p class="question"><span class="badge {css}">{h.e(answer)}</span>'
+        f"{h.e(verdict.get('question') or verdict.get('key') or '')}</p>"
+        f'<p class="evidence">{h.e(verdict.get("evidence") or "")}</p></div>'
     )
 
 
@@ -308,6 +153,7 @@ def _corpus_section(report: dict) -> str:
     ]
     if "source_models" in corpus:
         rows.append(("source models", corpus.get("source_models")))
+    rows += _units_rows(corpus.get("effective_units") or {})
     rows += [
         ("median nodes, mismatch", nodes.get("mismatch")),
         ("median nodes, ok", nodes.get("ok")),
@@ -315,10 +161,10 @@ def _corpus_section(report: dict) -> str:
         ("distinct n-grams", corpus.get("distinct_ngrams")),
         ("reference corpus", corpus.get("reference") or "none"),
     ]
-    return _section(
+    return h.section(
         "Corpus",
         "corpus",
-        [_key_values(rows), "<h3>Configuration</h3>", _key_values(_config_rows(config))],
+        [h.key_values(rows), "<h3>Configuration</h3>", h.key_values(_config_rows(config))],
     )
 
 
@@ -331,7 +177,7 @@ def _config_rows(config: dict) -> list[tuple[str, Any]]:
         ("n-gram lengths", n_range),
         ("minimum support (models)", config.get("min_support")),
         ("alpha (false discovery rate)", config.get("alpha")),
-        ("folds \u00d7 repeats", f"{_plain(folds)} \u00d7 {_plain(repeats)}"),
+        ("folds \u00d7 repeats", f"{h.plain(folds)} \u00d7 {h.plain(repeats)}"),
         ("seed", config.get("seed")),
     ]
 
@@ -347,32 +193,35 @@ def _operators_section(report: dict) -> str:
     tests = operators.get("tests") or []
     alpha = _alpha(report)
     parts = [
-        _key_values(
+        h.key_values(
             [
                 ("in mismatching models", sets.get("mismatch")),
                 ("in ok models", sets.get("ok")),
                 ("shared", sets.get("shared")),
-                ("mismatch only", _listing(sets.get("mismatch_only") or [])),
-                ("ok only", _listing(sets.get("ok_only") or [])),
-                ("untestable", _listing(operators.get("untestable") or [])),
+                ("mismatch only", h.listing(sets.get("mismatch_only") or [])),
+                ("ok only", h.listing(sets.get("ok_only") or [])),
+                ("untestable", h.listing(operators.get("untestable") or [])),
                 (f"significant at q \u2264 {alpha:g}", operators.get("significant")),
                 ("significant after size adjustment", operators.get("significant_adjusted")),
             ]
         )
     ]
+    parts += power_parts(operators, "operators")
+    if operators.get("skipped"):
+        parts.append(h.p(f"Not tested: {operators['skipped']}.", "note"))
     if tests:
         shown = tests[:_TOP_OPERATORS]
         parts.append(f"<h3>Top {len(shown)} of {len(tests)} operator tests</h3>")
         parts.append(_tests_table("operator", shown, alpha, "op"))
     else:
-        parts.append(_p("No operator was tested.", "note"))
-    return _section("Operators", "operators", parts)
+        parts.append(h.p("No operator was tested.", "note"))
+    return h.section("Operators", "operators", parts)
 
 
 def _tests_table(first: str, tests: Sequence[dict], alpha: float, key: str) -> str:
     rows = [_test_row(test, key) for test in tests]
     classes = [_significance_class(test, alpha) for test in tests]
-    return _table(
+    return h.table(
         (first, *_TEST_HEADERS),
         rows,
         numeric=range(1, len(_TEST_HEADERS) + 1),
@@ -385,17 +234,17 @@ def _tests_table(first: str, tests: Sequence[dict], alpha: float, key: str) -> s
 
 
 def _test_row(test: dict, key: str) -> list[str]:
-    label = test.get("op") if key == "op" else _ngram(test.get("ngram"))
+    label = test.get("op") if key == "op" else h.ngram(test.get("ngram"))
     return [
         str(label) if label is not None else DASH,
         format_count(test.get("mismatch_with")),
         format_count(test.get("ok_with")),
-        _interval(
+        h.interval(
             test.get("odds_ratio"), test.get("ci_low"), test.get("ci_high"), format_odds_ratio
         ),
         format_p(test.get("p_value")),
         format_p(test.get("q_value")),
-        _interval(
+        h.interval(
             test.get("odds_ratio_adjusted"),
             test.get("ci_low_adjusted"),
             test.get("ci_high_adjusted"),
@@ -403,6 +252,8 @@ def _test_row(test: dict, key: str) -> list[str]:
         ),
         format_p(test.get("p_value_adjusted")),
         format_p(test.get("q_value_adjusted")),
+        str(test.get("method_adjusted") or DASH),
+        format_odds_ratio(test.get("min_detectable_or")),
     ]
 
 
@@ -416,12 +267,15 @@ def _sequences_section(report: dict) -> str:
     tests = sequences.get("tests") or []
     minimal = sequences.get("minimal") or []
     alpha = _alpha(report)
-    parts = [_key_values(_sequence_counts(sequences, alpha))]
+    parts = [h.key_values(_sequence_counts(sequences, alpha))]
     if sequences.get("adjustment"):
-        parts.append(_p(f"Size adjustment: {sequences['adjustment']}.", "note"))
+        parts.append(h.p(f"Size adjustment: {sequences['adjustment']}.", "note"))
+    if sequences.get("skipped"):
+        parts.append(h.p(f"Not tested: {sequences['skipped']}.", "note"))
+    parts += power_parts(sequences, "n-grams")
     if tests:
         parts.append(
-            _figure(
+            h.figure(
                 volcano_png(tests, alpha),
                 "Volcano plot of the n-gram tests: size-adjusted log odds ratio against "
                 "-log10 adjusted q-value",
@@ -434,15 +288,33 @@ def _sequences_section(report: dict) -> str:
         parts.append(f"<h3>Top {len(shown)} of {len(minimal)} minimal significant n-grams</h3>")
         parts.append(_tests_table("n-gram", shown, alpha, "ngram"))
     else:
-        parts.append(_p("No n-gram is significant after size adjustment.", "note"))
+        parts.append(h.p("No n-gram is significant after size adjustment.", "note"))
     parts.append(_explained_note(sequences.get("explained_by") or []))
-    return _section("Sequences", "sequences", parts)
+    return h.section("Sequences", "sequences", parts)
+
+
+def _units_rows(units: dict) -> list[tuple[str, Any]]:
+    if not units:
+        return []
+    return [
+        ("source models with a mismatching conversion", units.get("mismatching_clusters")),
+        ("intraclass correlation of the label", _plain_float(units.get("icc"))),
+        (
+            "effective sample (conversions / design effect)",
+            format_count(round(units.get("effective_rows") or 0)),
+        ),
+        (
+            "twin pairs: both mismatch / neither / discordant",
+            f"{format_count(units.get('concordant_mismatch'))} / "
+            f"{format_count(units.get('concordant_ok'))} / {format_count(units.get('discordant'))}",
+        ),
+    ]
 
 
 def _sequence_counts(sequences: dict, alpha: float) -> list[tuple[str, Any]]:
     n = sequences.get("n")
     lengths = f"{n[0]}{DASH}{n[1]}" if isinstance(n, list) and len(n) == 2 else n
-    support = _plain(sequences.get("min_support"))
+    support = h.plain(sequences.get("min_support"))
     return [
         ("n-gram lengths", lengths),
         ("candidates (distinct n-grams)", sequences.get("candidates")),
@@ -455,18 +327,19 @@ def _sequence_counts(sequences: dict, alpha: float) -> list[tuple[str, Any]]:
 
 def _explained_note(explained: Sequence[dict]) -> str:
     if not explained:
-        return _p(
-            "No significant n-gram was explained by a sub-n-gram (one that is significant itself, "
-            "or contained in exactly the same models).",
+        return h.p(
+            "No significant n-gram was explained by its parts (contained in exactly the models "
+            "of a sub-n-gram, or not significant given its significant sub-n-grams and operators).",
             "note",
         )
     examples = "; ".join(
-        f"{_ngram(item.get('ngram'))} by {_ngram(item.get('by'))}" for item in explained[:5]
+        f"{h.ngram(item.get('ngram'))} by {h.ngram(item.get('by'))}" for item in explained[:5]
     )
     more = ", \u2026" if len(explained) > 5 else ""
-    return _p(
-        f"{len(explained):,} significant n-gram(s) were explained by a sub-n-gram (significant "
-        f"itself, or contained in exactly the same models) and are left out of the minimal set "
+    return h.p(
+        f"{len(explained):,} significant n-gram(s) were explained by their parts (contained in "
+        "exactly the models of a sub-n-gram, or not significant given their significant "
+        f"sub-n-grams and operators) and are left out of the minimal set "
         f"(e.g. {examples}{more}).",
         "note",
     )
@@ -475,32 +348,32 @@ def _explained_note(explained: Sequence[dict]) -> str:
 def _prediction_section(report: dict) -> str:
     prediction = report.get("prediction")
     if not prediction:
-        return _section("Prediction", "prediction", [_p("Prediction was not run.", "note")])
+        return h.section("Prediction", "prediction", [h.p("Prediction was not run.", "note")])
     auc = prediction.get("auc") or {}
     parts = []
     if prediction.get("skipped"):
-        parts.append(_p(f"Skipped: {prediction['skipped']}", "note"))
-    parts.append(_p(_prediction_method(prediction), "note"))
+        parts.append(h.p(f"Skipped: {prediction['skipped']}", "note"))
+    parts.append(h.p(_prediction_method(prediction), "note"))
     if auc:
         parts.append(_auc_table(auc))
     if prediction.get("gains"):
         parts.append(_gains_table(prediction["gains"]))
     if any((entry or {}).get("roc") for entry in auc.values()):
         parts.append(
-            _figure(
+            h.figure(
                 roc_png(auc),
                 "ROC curves of mismatch prediction for each feature set",
                 "Out-of-fold ROC of each feature set; legend: mean AUC over folds and its "
                 "interval.",
             )
         )
-    return _section("Prediction", "prediction", parts)
+    return h.section("Prediction", "prediction", parts)
 
 
 def _prediction_method(prediction: dict) -> str:
     return (
         f"Model: {prediction.get('model') or DASH}; "
-        f"{_plain(prediction.get('folds'))} folds \u00d7 {_plain(prediction.get('repeats'))} "
+        f"{h.plain(prediction.get('folds'))} folds \u00d7 {h.plain(prediction.get('repeats'))} "
         f"repeats; interval: {prediction.get('interval') or DASH}."
     )
 
@@ -510,29 +383,29 @@ def _auc_table(auc: dict) -> str:
         (
             name,
             format_count((entry or {}).get("features")),
-            _interval(
+            h.interval(
                 (entry or {}).get("auc"),
                 (entry or {}).get("ci_low"),
                 (entry or {}).get("ci_high"),
-                _auc,
+                h.auc,
             ),
         )
         for name, entry in auc.items()
     ]
-    return _table(("feature set", "features", "AUC [CI]"), rows, numeric=(1, 2))
+    return h.table(("feature set", "features", "AUC [CI]"), rows, numeric=(1, 2))
 
 
 def _gains_table(gains: Sequence[dict]) -> str:
     rows = [
         (
             f"{gain.get('larger', DASH)} over {gain.get('smaller', DASH)}",
-            _interval(gain.get("gain"), gain.get("ci_low"), gain.get("ci_high"), _signed),
+            h.interval(gain.get("gain"), gain.get("ci_low"), gain.get("ci_high"), h.signed),
             _plain_float(gain.get("t")),
             format_p(gain.get("p_value")),
         )
         for gain in gains
     ]
-    return _table(
+    return h.table(
         ("comparison", "AUC gain [CI]", "t", "p (one-sided)"),
         rows,
         numeric=(1, 2, 3),
@@ -548,10 +421,10 @@ def _plain_float(value: Any) -> str:
 def _table12_section(report: dict) -> str:
     columns = [c for c in report.get("table12") or [] if isinstance(c, dict)]
     if not columns:
-        return _section("Table 12", "table12", [_p("Table 12 was not computed.", "note")])
+        return h.section("Table 12", "table12", [h.p("Table 12 was not computed.", "note")])
     parts = [_table12_table(columns), "<h3>Most shared mismatch-only sequences</h3>"]
     parts += [_table12_examples(column) for column in columns]
-    return _section("Table 12", "table12", parts)
+    return h.section("Table 12", "table12", parts)
 
 
 def _table12_table(columns: Sequence[dict]) -> str:
@@ -565,7 +438,7 @@ def _table12_table(columns: Sequence[dict]) -> str:
             *(format_count(c.get("models_with_mismatch_only")) for c in columns),
         )
     )
-    return _table(
+    return h.table(
         ("", *(str(c.get("group", DASH)) for c in columns)),
         rows,
         numeric=range(1, len(columns) + 1),
@@ -585,12 +458,12 @@ def _unique_reduced(cell: Any) -> str:
 
 def _table12_examples(column: dict) -> str:
     examples = column.get("examples") or []
-    title = f"<h4>{_e(column.get('group', DASH))}</h4>"
+    title = f"<h4>{h.e(column.get('group', DASH))}</h4>"
     if not examples:
-        return title + _p("none", "note")
+        return title + h.p("none", "note")
     items = "".join(
-        f'<li><span class="seq">{_e(_ngram(ex.get("ngram")))}</span> '
-        f"({_e(format_count(ex.get('models')))} models)</li>"
+        f'<li><span class="seq">{h.e(h.ngram(ex.get("ngram")))}</span> '
+        f"({h.e(format_count(ex.get('models')))} models)</li>"
         for ex in examples
     )
     return f"{title}<ol>{items}</ol>"
@@ -599,20 +472,20 @@ def _table12_examples(column: dict) -> str:
 def _sweep_section(report: dict) -> str:
     rows = [row for row in report.get("tolerance_sweep") or [] if isinstance(row, dict)]
     if not rows:
-        return _section("Tolerance sweep", "sweep", [_p("No tolerance sweep was run.", "note")])
+        return h.section("Tolerance sweep", "sweep", [h.p("No tolerance sweep was run.", "note")])
     keys = list(dict.fromkeys(key for row in rows for key in row))
     headers = [_SWEEP_HEADERS.get(key, key.replace("_", " ")) for key in keys]
     numeric = [i for i, key in enumerate(keys) if _is_numeric_column(rows, key)]
-    table = _table(
-        headers, ([_plain(row.get(key)) for key in keys] for row in rows), numeric=numeric
+    table = h.table(
+        headers, ([h.plain(row.get(key)) for key in keys] for row in rows), numeric=numeric
     )
-    figure = _figure(
+    figure = h.figure(
         sweep_png(rows),
         "Tolerance sweep: model counts and significant tests for each tolerance rule",
         "Top: models labelled mismatch and ok; bottom: significant n-grams and operators. "
         "Open markers: rules with a relative part, drawn at their absolute tolerance.",
     )
-    return _section("Tolerance sweep", "sweep", [table, figure])
+    return h.section("Tolerance sweep", "sweep", [table, figure])
 
 
 def _is_numeric_column(rows: Sequence[dict], key: str) -> bool:
@@ -623,5 +496,5 @@ def _is_numeric_column(rows: Sequence[dict], key: str) -> bool:
 def _footer(report: dict) -> str:
     return (
         f"<footer>opseq hypothesis report \u00b7 schema version "
-        f"{_e(report.get('schema_version', DASH))}</footer>"
+        f"{h.e(report.get('schema_version', DASH))}</footer>"
     )

@@ -1,12 +1,20 @@
 """The hypothesis report: every test on one labelled corpus, and the verdicts they support.
 
 `build_report` runs the stages in data-flow order (label, fit the size model, operators,
-sequences, prediction, tolerance sweep, Table 12) and `HypothesisReport.to_dict` is the JSON
-contract of DESIGN.md that the coverage gate and external scripts read.
+sequences, twin pairs, prediction, tolerance sweep, Table 12) and `HypothesisReport.to_dict` is
+the JSON contract of DESIGN.md that the coverage gate and external scripts read. The verdicts
+(`hypotheses.verdicts`) answer yes / no / undetermined, "no" only where the tests had the power to
+see an effect that matters.
+
+The labels are any boolean array (the tolerance rule's by default) with an optional exclusion mask
+(rows that are neither, e.g. unstable ones); how they were made is not this module's business. A
+corpus with no labelled rows is an error; one with a single class under the labels gets a report
+whose every verdict is undetermined, with the reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,13 +24,16 @@ import numpy as np
 
 from hypotheses.association import fit_adjustment
 from hypotheses.errors import HypothesisInputError
-from hypotheses.features import StructureTable
+from hypotheses.features import PresenceMatrix, StructureTable
 from hypotheses.labels import SWEEP_TOLERANCES, Tolerance, describe_tolerance, label_mismatches
 from hypotheses.operators import OperatorsResult, operators_hypothesis
+from hypotheses.power import EFFECT_THAT_MATTERS, EffectiveUnits, effective_units
 from hypotheses.prediction import PredictionResult, prediction_hypothesis
 from hypotheses.sequences import SequencesResult, sequences_hypothesis
 from hypotheses.table12 import Table12Column, table12
 from hypotheses.tolerance import SweepRow, tolerance_sweep
+from hypotheses.twins import TwinsResult, twin_pairs, twins_hypothesis
+from hypotheses.verdicts import Verdict, one_class_verdicts, verdicts
 from opseq.ngrams import Ngram
 
 __all__ = [
@@ -34,9 +45,11 @@ __all__ = [
     "build_report",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: What `build_report` reports to its ``on_stage`` callback, in order.
-STAGES = ("operators", "sequences", "prediction", "tolerance sweep", "table 12")
+STAGES = ("operators", "sequences", "twins", "prediction", "tolerance sweep", "table 12")
+#: Twin-pair tests listed in the JSON report (the counts cover all of them).
+TWIN_TESTS_LISTED = 200
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +67,8 @@ class ReportConfig:
         sweep: Rules of the tolerance sweep (empty to skip it).
         prediction: Run the prediction hypothesis.
         jobs: Threads for the cross-validation fits.
+        effect: The odds ratio that matters: "no" needs the power to see it
+            (`hypotheses.power.EFFECT_THAT_MATTERS`).
     """
 
     tolerance: Tolerance = field(default_factory=Tolerance)
@@ -66,6 +81,7 @@ class ReportConfig:
     sweep: tuple[Tolerance, ...] = SWEEP_TOLERANCES
     prediction: bool = True
     jobs: int = 1
+    effect: float = EFFECT_THAT_MATTERS
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -79,33 +95,8 @@ class ReportConfig:
             "folds": self.folds,
             "repeats": self.repeats,
             "seed": self.seed,
-        }
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Verdict:
-    """The answer to one question of the study, with the evidence in one sentence.
-
-    Attributes:
-        key: Stable identifier (``operators``, ``sequences``, ``operators_predict``,
-            ``sequences_predict``, ``tolerance``).
-        question: The question in words.
-        answer: ``yes``, ``no`` or ``undetermined``.
-        evidence: The numbers behind the answer.
-    """
-
-    key: str
-    question: str
-    answer: str
-    evidence: str
-
-    def to_dict(self) -> dict[str, str]:
-        """Return a JSON-safe dict."""
-        return {
-            "key": self.key,
-            "question": self.question,
-            "answer": self.answer,
-            "evidence": self.evidence,
+            "effect_that_matters": self.effect,
+            "power": 0.8,
         }
 
 
@@ -117,6 +108,7 @@ class HypothesisReport:
     corpus: dict[str, Any]
     operators: OperatorsResult
     sequences: SequencesResult
+    twins: TwinsResult
     prediction: PredictionResult | None
     table12: tuple[Table12Column, ...]
     tolerance_sweep: tuple[SweepRow, ...]
@@ -130,6 +122,7 @@ class HypothesisReport:
             "corpus": self.corpus,
             "operators": self.operators.to_dict(),
             "sequences": self.sequences.to_dict(),
+            "twins": self.twins.to_dict(top=TWIN_TESTS_LISTED),
             "prediction": None if self.prediction is None else self.prediction.to_dict(),
             "table12": [column.to_dict() for column in self.table12],
             "tolerance_sweep": [row.to_dict() for row in self.tolerance_sweep],
@@ -141,6 +134,9 @@ def build_report(
     table: StructureTable,
     config: ReportConfig = ReportConfig(),
     *,
+    labels: np.ndarray | None = None,
+    exclude: np.ndarray | None = None,
+    exclude_reason: str = "excluded by the labels",
     reference: frozenset[Ngram] | None = None,
     reference_info: dict[str, Any] | None = None,
     on_stage: Callable[[str], None] | None = None,
@@ -150,34 +146,68 @@ def build_report(
     Args:
         table: The labelled models (`hypotheses.features.load_corpus`).
         config: What to test and how.
+        labels: Mismatch label of each row (True = mismatch); default: the rows relabelled
+            under ``config.tolerance``.
+        exclude: Rows to leave out of every test (e.g. unstable ones), counted in the corpus
+            summary under `exclude_reason`.
+        exclude_reason: Why the excluded rows are left out.
         reference: n-grams of a reference corpus, for Table 12's row ③.
         reference_info: What the reference corpus was (recorded in the report).
         on_stage: Called with the name of each stage (`STAGES`) as it starts, for progress.
 
     Raises:
-        HypothesisInputError: If there are no labelled models, or only one class under the rule.
+        HypothesisInputError: If there are no labelled models.
     """
     started = on_stage or (lambda _: None)
-    mismatch = _labels(table, config.tolerance)
+    table, mismatch = _labelled(table, config.tolerance, labels, exclude, exclude_reason)
+    pairs = twin_pairs(table.clusters, table.converters)
+    units = effective_units(mismatch, table.clusters)
+    one_class = _one_class_reason(mismatch, config)
+    operator_columns = table.presence.columns(table.presence.lengths == 1)
     started("operators")
-    size_model = fit_adjustment(table, mismatch)
-    adjustment = _describe_adjustment(size_model.names, clustered=size_model.clusters is not None)
-    operators = operators_hypothesis(
-        table.presence.columns(table.presence.lengths == 1),
+    if one_class:
+        operators = _untested_operators(operator_columns, mismatch, config, one_class)
+        sequences = SequencesResult(
+            n_range=config.n_range,
+            min_support=config.min_support,
+            candidates=_candidates(table.presence, config.n_range),
+            family=None,
+            alpha=config.alpha,
+            skipped=one_class,
+        )
+    else:
+        size_model = fit_adjustment(table, mismatch)
+        operators = operators_hypothesis(
+            operator_columns,
+            mismatch,
+            size_model,
+            min_support=config.min_support,
+            alpha=config.alpha,
+            effect=config.effect,
+        )
+        started("sequences")
+        sequences = sequences_hypothesis(
+            table.presence,
+            mismatch,
+            size_model,
+            n_range=config.n_range,
+            min_support=config.min_support,
+            alpha=config.alpha,
+            adjustment=_describe_adjustment(
+                size_model.names, clustered=size_model.clusters is not None
+            ),
+            operators={t.feature[0] for t in operators.significant_adjusted},
+            effect=config.effect,
+        )
+    if one_class:
+        started("sequences")
+    started("twins")
+    twins = twins_hypothesis(
+        table.presence.testable((1, config.n_range[1]), config.min_support),
         mismatch,
-        size_model,
-        min_support=config.min_support,
+        pairs,
         alpha=config.alpha,
-    )
-    started("sequences")
-    sequences = sequences_hypothesis(
-        table.presence,
-        mismatch,
-        size_model,
-        n_range=config.n_range,
-        min_support=config.min_support,
-        alpha=config.alpha,
-        adjustment=adjustment,
+        effect=config.effect,
     )
     prediction = None
     started("prediction")
@@ -202,18 +232,24 @@ def build_report(
         n_range=config.n_range,
         min_support=config.min_support,
         alpha=config.alpha,
+        effect=config.effect,
     )
     started("table 12")
     shared = table12(table.presence, mismatch, table.converters, reference=reference)
+    if one_class:
+        found = one_class_verdicts(one_class, prediction=config.prediction, sweep=sweep)
+    else:
+        found = verdicts(operators, sequences, twins, prediction, sweep, units, config.alpha)
     return HypothesisReport(
         config=config,
-        corpus=_describe_corpus(table, mismatch, reference_info),
+        corpus=_describe_corpus(table, mismatch, reference_info, units),
         operators=operators,
         sequences=sequences,
+        twins=twins,
         prediction=prediction,
         table12=shared,
         tolerance_sweep=sweep,
-        verdicts=_verdicts(operators, sequences, prediction, sweep, config.alpha),
+        verdicts=found,
     )
 
 
@@ -223,7 +259,8 @@ def _describe_adjustment(names: Sequence[str], *, clustered: bool) -> str:
     Examples:
         >>> _describe_adjustment(["log nodes spline 1", "log nodes spline 2"], clustered=True)
         'Rao score test in one logistic regression of mismatch on a 2-df spline of log node \
-count; variance robust to clustering by source model'
+count; variance robust to clustering by source model; exact stratified test on source models \
+(composition x size strata) where an expected cell is below 5'
     """
     spline = sum(name.startswith("log nodes spline") for name in names)
     if spline:
@@ -235,29 +272,84 @@ count; variance robust to clustering by source model'
     if any(name.startswith("converter=") for name in names):
         terms.append("converter")
     text = "Rao score test in one logistic regression of mismatch on " + " + ".join(terms)
-    return text + ("; variance robust to clustering by source model" if clustered else "")
+    text += "; variance robust to clustering by source model" if clustered else ""
+    return text + (
+        "; exact stratified test on source models (composition x size strata) where an expected "
+        "cell is below 5"
+    )
 
 
-def _labels(table: StructureTable, tolerance: Tolerance) -> np.ndarray:
+def _labelled(
+    table: StructureTable,
+    tolerance: Tolerance,
+    labels: np.ndarray | None,
+    exclude: np.ndarray | None,
+    exclude_reason: str,
+) -> tuple[StructureTable, np.ndarray]:
+    """The rows the tests use and their labels; raises when there are none."""
+    mismatch = (
+        label_mismatches(table.outputs, tolerance)
+        if labels is None
+        else np.asarray(labels, dtype=bool)
+    )
+    if len(mismatch) != len(table):
+        raise HypothesisInputError(f"{len(mismatch)} labels for {len(table)} labelled models")
+    if exclude is not None and np.asarray(exclude, dtype=bool).any():
+        keep = ~np.asarray(exclude, dtype=bool)
+        excluded = dict(table.excluded)
+        excluded[exclude_reason] = excluded.get(exclude_reason, 0) + int((~keep).sum())
+        table = dataclasses.replace(table.subset(keep), excluded=excluded)
+        mismatch = mismatch[keep]
     if len(table) == 0:
-        excluded = ", ".join(f"{k}: {v}" for k, v in sorted(table.excluded.items())) or "none"
+        excluded_text = ", ".join(f"{k}: {v}" for k, v in sorted(table.excluded.items())) or "none"
         raise HypothesisInputError(
             f"no labelled models: the tests need ok or mismatch rows with a model file "
-            f"(excluded rows: {excluded})"
+            f"(excluded rows: {excluded_text})"
         )
-    mismatch = label_mismatches(table.outputs, tolerance)
-    if mismatch.all() or not mismatch.any():
-        only = "mismatch" if mismatch.all() else "ok"
-        raise HypothesisInputError(
-            f"all {len(mismatch)} labelled models are {only} under "
-            f"{describe_tolerance(tolerance)}; "
-            "the tests need both ok and mismatching models (try another --atol)"
-        )
-    return mismatch
+    return table, mismatch
+
+
+def _one_class_reason(mismatch: np.ndarray, config: ReportConfig) -> str:
+    """Why nothing can be tested (every row in one class), or empty."""
+    if mismatch.any() and not mismatch.all():
+        return ""
+    only = "mismatch" if mismatch.all() else "ok"
+    return (
+        f"all {len(mismatch)} labelled models are {only} under "
+        f"{describe_tolerance(config.tolerance)}: an association needs both classes "
+        "(try another --atol)"
+    )
+
+
+def _untested_operators(
+    operators: PresenceMatrix, mismatch: np.ndarray, config: ReportConfig, reason: str
+) -> OperatorsResult:
+    support = operators.support
+    labels = [name[0] for name in operators.names]
+    present = [op for op, k in zip(labels, support, strict=True) if k > 0]
+    everywhere = tuple(
+        op for op, k in zip(labels, support, strict=True) if k == operators.matrix.shape[0]
+    )
+    return OperatorsResult(
+        mismatch_ops=tuple(present) if mismatch.all() else (),
+        ok_ops=() if mismatch.all() else tuple(present),
+        tests=(),
+        untestable=everywhere,
+        alpha=config.alpha,
+        skipped=reason,
+    )
+
+
+def _candidates(presence: PresenceMatrix, n_range: tuple[int, int]) -> int:
+    lengths = presence.lengths
+    return int(((lengths >= n_range[0]) & (lengths <= n_range[1])).sum())
 
 
 def _describe_corpus(
-    table: StructureTable, mismatch: np.ndarray, reference_info: dict[str, Any] | None
+    table: StructureTable,
+    mismatch: np.ndarray,
+    reference_info: dict[str, Any] | None,
+    units: EffectiveUnits,
 ) -> dict[str, Any]:
     converters = Counter(table.converters)
     return {
@@ -270,9 +362,10 @@ def _describe_corpus(
         "excluded": dict(sorted(table.excluded.items())),
         "converters": dict(sorted(converters.items())),
         "source_models": len(set(table.groups)),
+        "effective_units": units.to_dict(),
         "median_nodes": {
-            "mismatch": float(np.median(table.nodes[mismatch])),
-            "ok": float(np.median(table.nodes[~mismatch])),
+            "mismatch": _median(table.nodes[mismatch]),
+            "ok": _median(table.nodes[~mismatch]),
         },
         "distinct_operators": int((table.presence.lengths == 1).sum()),
         "distinct_ngrams": int((table.presence.lengths >= 2).sum()),
@@ -280,110 +373,5 @@ def _describe_corpus(
     }
 
 
-def _verdicts(
-    operators: OperatorsResult,
-    sequences: SequencesResult,
-    prediction: PredictionResult | None,
-    sweep: Sequence[SweepRow],
-    alpha: float,
-) -> tuple[Verdict, ...]:
-    verdicts = [_operators_verdict(operators, alpha), _sequences_verdict(sequences, alpha)]
-    if prediction is not None:
-        verdicts += _prediction_verdicts(prediction, alpha)
-    if sweep:
-        verdicts.append(_tolerance_verdict(sweep))
-    return tuple(verdicts)
-
-
-def _operators_verdict(operators: OperatorsResult, alpha: float) -> Verdict:
-    adjusted = operators.significant_adjusted
-    top = ", ".join(t.feature[0] for t in adjusted[:5])
-    return Verdict(
-        key="operators",
-        question="Are particular operators associated with mismatch, beyond model size?",
-        answer="yes" if adjusted else "no",
-        evidence=(
-            f"{len(operators.shared)} of {len(set(operators.mismatch_ops) | set(operators.ok_ops))}"
-            f" operators are shared by mismatching and ok models "
-            f"({len(operators.mismatch_only)} mismatch-only, {len(operators.ok_only)} ok-only); "
-            f"{len(operators.significant)} of {len(operators.tests)} tested are significant at "
-            f"q <= {alpha:g} unadjusted, {len(adjusted)} after adjusting for size"
-            + (f" ({top})" if top else "")
-        ),
-    )
-
-
-def _sequences_verdict(sequences: SequencesResult, alpha: float) -> Verdict:
-    adjusted = sequences.significant_adjusted
-    top = "; ".join(" > ".join(t.feature) for t in sequences.minimal[:3])
-    return Verdict(
-        key="sequences",
-        question="Are particular operator sequences associated with mismatch, beyond model size?",
-        answer="yes" if adjusted else "no",
-        evidence=(
-            f"{len(sequences.significant)} of {len(sequences.tests)} n-grams tested are "
-            f"significant at q <= {alpha:g} unadjusted, {len(adjusted)} after adjusting for size; "
-            f"{len(sequences.minimal)} minimal" + (f" (most significant: {top})" if top else "")
-        ),
-    )
-
-
-def _prediction_verdicts(prediction: PredictionResult, alpha: float) -> list[Verdict]:
-    questions = {
-        "operators": (
-            "operators_predict",
-            "Do operator types predict mismatch beyond model size?",
-        ),
-        "ngrams": ("sequences_predict", "Do operator sequences add beyond operator types?"),
-    }
-    verdicts = []
-    for larger, (key, question) in questions.items():
-        gain = prediction.gain(larger)
-        if gain is None:
-            verdicts.append(
-                Verdict(
-                    key=key,
-                    question=question,
-                    answer="undetermined",
-                    evidence=prediction.skipped or "not run",
-                )
-            )
-            continue
-        auc_small, auc_large = prediction.auc[gain.smaller], prediction.auc[gain.larger]
-        verdicts.append(
-            Verdict(
-                key=key,
-                question=question,
-                answer="yes" if gain.gain > 0 and gain.p_value <= alpha else "no",
-                evidence=(
-                    f"AUC {auc_large.mean:.3f} [{auc_large.ci_low:.3f}, {auc_large.ci_high:.3f}] "
-                    f"with {gain.larger} vs {auc_small.mean:.3f} "
-                    f"[{auc_small.ci_low:.3f}, {auc_small.ci_high:.3f}] with {gain.smaller}: "
-                    f"gain {gain.gain:+.3f} [{gain.ci_low:+.3f}, {gain.ci_high:+.3f}], "
-                    f"corrected resampled t, one-sided p = {gain.p_value:.3g}"
-                ),
-            )
-        )
-    return verdicts
-
-
-def _tolerance_verdict(sweep: Sequence[SweepRow]) -> Verdict:
-    tested = [row for row in sweep if row.sequences_associated is not None]
-    holds = [describe_tolerance(row.tolerance) for row in tested if row.sequences_associated]
-    fails = [describe_tolerance(row.tolerance) for row in tested if not row.sequences_associated]
-    answer = "undetermined" if not tested else ("no" if holds and fails else "yes")
-    return Verdict(
-        key="tolerance",
-        question="Is the sequences verdict the same at every tolerance of the sweep?",
-        answer=answer,
-        evidence=(
-            f"sequences associated beyond size at {len(holds)} of {len(tested)} rules"
-            + (f" ({', '.join(holds)})" if holds else "")
-            + (f"; not at {', '.join(fails)}" if fails else "")
-            + (
-                f"; {len(sweep) - len(tested)} rule(s) leave one class only"
-                if len(tested) < len(sweep)
-                else ""
-            )
-        ),
-    )
+def _median(values: np.ndarray) -> float | None:
+    return float(np.median(values)) if len(values) else None

@@ -1,37 +1,40 @@
 """The sequences hypothesis: are particular operator n-grams associated with mismatch?
 
 Every n-gram of the requested lengths contained in at least ``min_support`` models (and not in all
-of them) is tested twice: unadjusted (one-sided Fisher) and adjusted for model size (score test
-given log node count and converter; see `hypotheses.stats`). Verdicts use the adjusted q-values.
+of them) is tested twice: unadjusted (one-sided Fisher) and adjusted for model size and converter
+(`hypotheses.association`: the score test for common n-grams, the exact stratified test on source
+models for sparse ones, Tarone's rule, Benjamini-Hochberg). Verdicts use the adjusted q-values and
+the family's power (`hypotheses.power`).
 
-Redundancy, as the study reduced to the smallest shared subsequences: a significant n-gram is
-explained, and left out of the minimal set, when
+Null hypothesis of each n-gram: given size and converter, containing it does not change the
+chance of a mismatch; alternative (one-sided): it raises it. Units: conversions (score test) or
+source models (exact test).
 
-* one of its proper contiguous sub-n-grams (of a tested length) is itself significant: every
-  model containing the longer one contains the shorter one, so the shorter one already names
-  the models; or
-* a sub-n-gram, an operator included, occurs in exactly the same models: then it has exactly the
-  same tests. Checking prefix and suffix suffices here: the set of models containing an n-gram
-  can only grow as it is shortened, so if a shorter sub-n-gram has the same set, so does every
-  sub-n-gram in between.
+The minimal significant n-grams are those that add to their significant parts
+(`hypotheses.minimal`): a longer n-gram is tested given its significant sub-n-grams and
+operators instead of being dropped whenever one of them is significant.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hypotheses.association import AssociationTest, association_tests, significant
+from hypotheses.association import AssociationTest, FamilyTests, association_tests
 from hypotheses.features import PresenceMatrix
+from hypotheses.minimal import ConditionalTest, conditional_tests, find_explaining_subgram
+from hypotheses.power import EFFECT_THAT_MATTERS
 from hypotheses.stats import SizeModel
 from opseq.ngrams import Ngram
 
 __all__ = ["SequencesResult", "find_explaining_subgram", "sequences_hypothesis"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class SequencesResult:
     """Association tests of n-grams and the minimal significant ones.
 
@@ -39,47 +42,84 @@ class SequencesResult:
         n_range: Inclusive range of n-gram lengths tested.
         min_support: Fewest models an n-gram must occur in to be tested.
         candidates: Distinct n-grams of those lengths in the corpus.
-        tests: The tests, most significant (adjusted) first.
-        minimal: Significant (adjusted) n-grams that no sub-n-gram explains, most significant first.
-        explained_by: For every other significant n-gram, the sub-n-gram that explains it.
+        family: The tests, column by column, with the family's multiplicity and power (None when
+            nothing could be tested).
+        conditional: The test of each significant n-gram given its significant parts.
         alpha: False discovery rate of the verdicts.
         adjustment: How the adjusted test controls for size.
+        skipped: Why nothing was tested (one class only), else empty.
     """
 
     n_range: tuple[int, int]
     min_support: int
     candidates: int
-    tests: tuple[AssociationTest, ...]
-    minimal: tuple[AssociationTest, ...]
-    explained_by: dict[Ngram, Ngram]
-    alpha: float
-    adjustment: str
+    family: FamilyTests | None
+    conditional: tuple[ConditionalTest, ...] = ()
+    alpha: float = 0.05
+    adjustment: str = ""
+    skipped: str = ""
+
+    @property
+    def tests(self) -> tuple[AssociationTest, ...]:
+        """The tests, most significant (adjusted) first."""
+        return () if self.family is None else self.family.ranked
+
+    @property
+    def tested(self) -> int:
+        """How many n-grams were tested."""
+        return 0 if self.family is None else len(self.family)
 
     @property
     def significant(self) -> tuple[AssociationTest, ...]:
         """n-grams with unadjusted q <= alpha."""
-        return significant(self.tests, self.alpha, adjusted=False)
+        return tuple(t for t in self.tests if t.q_value <= self.alpha)
 
     @property
     def significant_adjusted(self) -> tuple[AssociationTest, ...]:
         """n-grams with size-adjusted q <= alpha."""
-        return significant(self.tests, self.alpha, adjusted=True)
+        return tuple(t for t in self.tests if t.q_value_adjusted <= self.alpha)
+
+    def count(self, *, adjusted: bool) -> int:
+        """How many n-grams are significant (without building the records)."""
+        return 0 if self.family is None else self.family.count(adjusted=adjusted)
+
+    @functools.cached_property
+    def minimal(self) -> tuple[AssociationTest, ...]:
+        """Significant (adjusted) n-grams that add to their parts, most significant first."""
+        keep = {c.ngram for c in self.conditional if c.minimal}
+        return tuple(t for t in self.significant_adjusted if t.feature in keep)
+
+    @property
+    def minimal_count(self) -> int:
+        """How many n-grams are minimal (without building the records)."""
+        return sum(c.minimal for c in self.conditional)
+
+    @property
+    def explained_by(self) -> dict[Ngram, Ngram]:
+        """For every other significant n-gram, the part that explains it."""
+        return {c.ngram: c.by for c in self.conditional if not c.minimal and c.by is not None}
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict (DESIGN.md: hypothesis report, ``sequences``)."""
+        family = self.family
         return {
             "n": list(self.n_range),
             "min_support": self.min_support,
             "candidates": self.candidates,
-            "tested": len(self.tests),
+            "tested": self.tested,
             "adjustment": self.adjustment,
-            "significant": len(self.significant),
-            "significant_adjusted": len(self.significant_adjusted),
+            "skipped": self.skipped or None,
+            "significant": self.count(adjusted=False),
+            "significant_adjusted": self.count(adjusted=True),
+            "tarone": None if family is None else family.family.to_dict(),
+            "power": None if family is None else family.power.to_dict(),
+            "methods": _methods(family),
             "minimal": [t.to_dict("ngram") for t in self.minimal],
             "explained_by": [
                 {"ngram": list(ngram), "by": list(by)}
                 for ngram, by in sorted(self.explained_by.items())
             ],
+            "conditional": [c.to_dict() for c in self.conditional],
             "tests": [t.to_dict("ngram") for t in self.tests],
         }
 
@@ -93,8 +133,11 @@ def sequences_hypothesis(
     min_support: int = 5,
     alpha: float = 0.05,
     adjustment: str = "",
+    operators: Collection[str] = (),
+    effect: float = EFFECT_THAT_MATTERS,
+    effect_sizes: bool = True,
 ) -> SequencesResult:
-    """Test every frequent n-gram and reduce the significant ones to the minimal set.
+    """Test every frequent n-gram and find the minimal significant ones.
 
     Args:
         presence: Presence of every mined n-gram (all lengths, operators included).
@@ -104,78 +147,40 @@ def sequences_hypothesis(
         min_support: Fewest models an n-gram must occur in.
         alpha: False discovery rate.
         adjustment: Description of the size adjustment, for the report.
+        operators: Operators significant in the operators hypothesis (parts of the n-grams
+            that contain them, for the minimal set).
+        effect: The odds ratio that matters (power summary).
+        effect_sizes: Compute odds ratios and CIs (the sweep does without).
     """
     lengths = presence.lengths
     in_range = (lengths >= n_range[0]) & (lengths <= n_range[1])
-    tests = association_tests(presence.testable(n_range, min_support), mismatch, size_model)
-    ranked = tuple(sorted(tests, key=AssociationTest.rank))
-    hits = significant(ranked, alpha, adjusted=True)
-    hit_names = {t.feature for t in hits}
-    column_keys = _ColumnKeys(presence)
-    explained_by = {}
-    minimal = []
-    for test in hits:
-        explaining = _significant_subgram(test.feature, hit_names, n_range[0])
-        if explaining is None:
-            explaining = find_explaining_subgram(test.feature, column_keys)
-        if explaining is None:
-            minimal.append(test)
-        else:
-            explained_by[test.feature] = explaining
+    tested = presence.testable(n_range, min_support)
+    family = association_tests(
+        tested, mismatch, size_model, alpha=alpha, effect=effect, effect_sizes=effect_sizes
+    )
+    conditional = conditional_tests(
+        family,
+        presence,
+        tested,
+        mismatch,
+        size_model,
+        min_length=n_range[0],
+        operators=operators,
+        alpha=alpha,
+    )
     return SequencesResult(
         n_range=n_range,
         min_support=min_support,
         candidates=int(in_range.sum()),
-        tests=ranked,
-        minimal=tuple(minimal),
-        explained_by=explained_by,
+        family=family,
+        conditional=conditional,
         alpha=alpha,
         adjustment=adjustment,
     )
 
 
-def find_explaining_subgram(ngram: Ngram, column_keys: _ColumnKeys) -> Ngram | None:
-    """The shortest proper sub-n-gram contained in exactly the same models as `ngram`, if any."""
-    key = column_keys.get(ngram)
-    if key is None:
-        return None
-    best = None
-    frontier = [ngram]
-    while frontier:
-        shorter = []
-        for current in frontier:
-            for sub in (current[:-1], current[1:]):
-                if sub and column_keys.get(sub) == key:
-                    shorter.append(sub)
-        if shorter:
-            best = min(shorter)
-        frontier = list(dict.fromkeys(shorter))
-    return best
-
-
-def _significant_subgram(ngram: Ngram, significant: set[Ngram], min_length: int) -> Ngram | None:
-    """The shortest (then first) proper contiguous sub-n-gram of `ngram` that is significant."""
-    for length in range(min_length, len(ngram)):
-        for start in range(len(ngram) - length + 1):
-            if ngram[start : start + length] in significant:
-                return ngram[start : start + length]
-    return None
-
-
-class _ColumnKeys:
-    """The set of models of each n-gram as a hashable key, computed on first use."""
-
-    def __init__(self, presence: PresenceMatrix) -> None:
-        self._presence = presence
-        self._keys: dict[Ngram, bytes | None] = {}
-
-    def get(self, ngram: Ngram) -> bytes | None:
-        if ngram not in self._keys:
-            j = self._presence.column_of.get(ngram)
-            if j is None:
-                self._keys[ngram] = None
-            else:
-                csc = self._presence.csc
-                start, stop = csc.indptr[j], csc.indptr[j + 1]
-                self._keys[ngram] = np.sort(csc.indices[start:stop]).tobytes()
-        return self._keys[ngram]
+def _methods(family: FamilyTests | None) -> dict[str, int]:
+    if family is None:
+        return {"score": 0, "exact": 0}
+    method = family.columns["method_adjusted"]
+    return {"score": int((method == "score").sum()), "exact": int((method == "exact").sum())}

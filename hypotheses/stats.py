@@ -29,10 +29,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from scipy import stats
+from scipy import special, stats
 
 from hypotheses.errors import HypothesisInputError
 
@@ -41,11 +42,14 @@ __all__ = [
     "SizeModel",
     "benjamini_hochberg",
     "contingency_counts",
+    "extend_size_model",
     "fisher_greater",
     "fit_size_model",
     "odds_ratios",
     "mantel_haenszel_odds_ratios",
+    "score_statistics",
     "score_tests",
+    "score_z",
     "size_covariates",
     "size_strata",
 ]
@@ -85,6 +89,8 @@ class SizeModel:
         params: Fitted coefficients.
         clusters: Cluster id of each model (rows of one source model), or None if independent.
         strata: Size x converter stratum of each model, for the adjusted odds ratios.
+        design: Source models and their strata for the exact test (`hypotheses.clusters`);
+            None: every model is its own source model, in the stratum of ``strata``.
     """
 
     covariates: np.ndarray
@@ -95,6 +101,7 @@ class SizeModel:
     params: np.ndarray
     clusters: np.ndarray | None
     strata: np.ndarray
+    design: Any = None
 
 
 def contingency_counts(presence: sp.csr_array, mismatch: np.ndarray) -> ContingencyCounts:
@@ -124,10 +131,29 @@ def fisher_greater(counts: ContingencyCounts) -> np.ndarray:
         >>> round(float(fisher_greater(t)[0]), 6)
         0.024476
     """
-    a, b, c, d = counts.a, counts.b, counts.c, counts.d
-    total = a + b + c + d
-    p = stats.hypergeom.sf(a - 1, total, a + c, a + b)
-    return np.clip(np.nan_to_num(p, nan=1.0), 0.0, 1.0)  # an empty table is no evidence: p = 1
+    a, b, c, d = (np.asarray(v, dtype=np.int64) for v in (counts.a, counts.b, counts.c, counts.d))
+    total, events, exposed = a + b + c + d, a + c, a + b
+    p = np.ones(len(a))
+    if not len(a):
+        return p
+    # Tables of one family share their column margins: one tail table per distinct margin set.
+    margins = np.stack([total, events, exposed], axis=1)
+    distinct, which = np.unique(margins, axis=0, return_inverse=True)
+    order = np.argsort(which.ravel(), kind="stable")
+    groups = np.split(order, np.cumsum(np.bincount(which.ravel(), minlength=len(distinct)))[:-1])
+    for (n, k, m), rows in zip(distinct.tolist(), groups, strict=True):
+        low, high = max(0, m - (n - k)), min(m, k)
+        t = np.arange(low, high + 1)
+        log_pmf = (
+            special.gammaln(k + 1) - special.gammaln(t + 1) - special.gammaln(k - t + 1)
+            + special.gammaln(n - k + 1) - special.gammaln(m - t + 1)
+            - special.gammaln(n - k - m + t + 1)
+            - special.gammaln(n + 1) + special.gammaln(m + 1) + special.gammaln(n - m + 1)
+        )  # fmt: skip
+        tails = np.cumsum(np.exp(log_pmf)[::-1])[::-1]  # from the top: small tails keep digits
+        offset = np.clip(a[rows] - low, 0, len(t))
+        p[rows] = np.append(tails, 0.0)[offset]
+    return np.clip(p, 0.0, 1.0)  # an empty table is no evidence: p = 1
 
 
 def odds_ratios(
@@ -279,6 +305,7 @@ def fit_size_model(
     *,
     clusters: np.ndarray | None = None,
     strata: np.ndarray | None = None,
+    design: Any = None,
 ) -> SizeModel:
     """Fit the null logistic regression of mismatch on `covariates` (statsmodels GLM).
 
@@ -315,11 +342,96 @@ def fit_size_model(
         params=np.asarray(result.params),
         clusters=clusters,
         strata=np.zeros(len(y), dtype=np.int64) if strata is None else np.asarray(strata),
+        design=design,
     )
+
+
+def extend_size_model(
+    model: SizeModel,
+    mismatch: np.ndarray,
+    extra: np.ndarray,
+    names: Sequence[str],
+    *,
+    iterations: int = 50,
+) -> SizeModel:
+    """Refit `model` with `extra` covariate columns, by Newton-Raphson from its own fit.
+
+    The maximum-likelihood fit of the same logistic regression as `fit_size_model` (statsmodels
+    gives the same estimates; the tests compare them), started at the null model's coefficients
+    and 0 for the new columns, with step halving on the log-likelihood: a few milliseconds where a
+    fresh statsmodels fit takes tens, which matters when every significant n-gram is tested given
+    its parts. Columns that add no rank are left out.
+    """
+    y = np.asarray(mismatch, dtype=float)
+    covariates, kept = model.covariates, list(model.names)
+    for column, name in zip(np.asarray(extra, dtype=float).T, names, strict=True):
+        candidate = np.column_stack([covariates, column])
+        gram = candidate.T @ candidate
+        if np.linalg.matrix_rank(gram, hermitian=True) == candidate.shape[1]:
+            covariates = candidate
+            kept.append(name)
+    params = np.concatenate([model.params, np.zeros(covariates.shape[1] - len(model.params))])
+    loglik = _log_likelihood(y, covariates @ params)
+    for _ in range(iterations):
+        fitted = _expit(covariates @ params)
+        weights = fitted * (1 - fitted)
+        step = np.linalg.lstsq(
+            covariates.T @ (weights[:, None] * covariates), covariates.T @ (y - fitted), rcond=None
+        )[0]
+        for _ in range(30):  # halve the step until the likelihood does not fall
+            trial = params + step
+            trial_loglik = _log_likelihood(y, covariates @ trial)
+            if trial_loglik >= loglik - 1e-12:
+                break
+            step /= 2
+        converged = abs(trial_loglik - loglik) < 1e-10
+        params, loglik = trial, trial_loglik
+        if converged:
+            break
+    fitted = np.clip(_expit(covariates @ params), 1e-12, 1 - 1e-12)
+    weights = fitted * (1 - fitted)
+    return SizeModel(
+        covariates=covariates,
+        names=tuple(kept),
+        residuals=y - fitted,
+        weights=weights,
+        information_inverse=np.linalg.pinv(covariates.T @ (weights[:, None] * covariates)),
+        params=params,
+        clusters=model.clusters,
+        strata=model.strata,
+        design=model.design,
+    )
+
+
+def _expit(eta: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(eta, -700, 700)))
+
+
+def _log_likelihood(y: np.ndarray, eta: np.ndarray) -> float:
+    return float((y * eta - np.logaddexp(0.0, eta)).sum())
 
 
 def score_tests(model: SizeModel, presence: sp.csr_array) -> tuple[np.ndarray, np.ndarray]:
     """Rao score tests for adding each presence column to the null model, one-sided (greater).
+
+    See `score_statistics`; returns (z statistic, one-sided p-value) per column.
+    """
+    return score_z(*score_statistics(model, presence))
+
+
+def score_z(
+    score: np.ndarray, information: np.ndarray, variance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(z = U / sqrt(V), one-sided p-value) from `score_statistics`; z = 0, p = 1 where I ~ 0."""
+    informative = information > _MIN_VARIANCE
+    z = np.where(informative, score / np.sqrt(np.where(informative, variance, 1.0)), 0.0)
+    return z, np.where(informative, stats.norm.sf(z), 1.0)
+
+
+def score_statistics(
+    model: SizeModel, presence: sp.csr_array
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The score, efficient information and score variance of adding each presence column.
 
     With U = x'(y - p) and V = x'Wx - x'WZ (Z'WZ)^-1 Z'Wx, the statistic is U / sqrt(V); its
     square equals statsmodels' ``GLMResults.score_test(exog_extra=x)``.
@@ -331,9 +443,9 @@ def score_tests(model: SizeModel, presence: sp.csr_array) -> tuple[np.ndarray, n
     of a rare feature happens to come out small.
 
     Returns:
-        (z statistic, one-sided p-value) per column; a column that carries no information beyond
-        the covariates (in every model, or only where the null model is already certain) gets
-        z = 0, p = 1.
+        (score U, efficient information I, variance V of U) per column; a column with I ~ 0
+        carries no information beyond the covariates (in every model, or only where the null
+        model is already certain), and `score_tests` gives it z = 0, p = 1.
     """
     x = presence.astype(float)
     score = np.asarray(x.T @ model.residuals).ravel()
@@ -346,9 +458,7 @@ def score_tests(model: SizeModel, presence: sp.csr_array) -> tuple[np.ndarray, n
     if clusters is not None and np.bincount(clusters).max() > 1:
         robust = _cluster_score_variance(model, x, projection, clusters)
         variance = np.maximum(information, robust)
-    informative = information > _MIN_VARIANCE
-    z = np.where(informative, score / np.sqrt(np.where(informative, variance, 1.0)), 0.0)
-    return z, np.where(informative, stats.norm.sf(z), 1.0)
+    return score, information, variance
 
 
 def _cluster_score_variance(

@@ -2,7 +2,10 @@
 
 A mismatch is a labelling of raw differences (DESIGN.md: Tolerance). At the study's 1e-7 nearly
 every float32 conversion "mismatches" from summation order alone; at NNSmith's 1e-3 only real
-disagreements remain. The association tests are rerun at every rule, on the same models.
+disagreements remain. The association tests are rerun at every rule, on the same models, with the
+same methods as the main report (score or exact test, Tarone's rule, the minimal n-grams given
+their parts) and the same yes / no / undetermined rule (`hypotheses.power.answer_for`); the odds
+ratios and their intervals, which no count of the sweep uses, are left out.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from hypotheses.association import fit_adjustment
 from hypotheses.features import StructureTable
 from hypotheses.labels import Tolerance, describe_tolerance, label_mismatches
 from hypotheses.operators import operators_hypothesis
+from hypotheses.power import EFFECT_THAT_MATTERS, answer_for
 from hypotheses.sequences import sequences_hypothesis
 
 __all__ = ["SweepRow", "tolerance_sweep"]
@@ -35,6 +39,10 @@ class SweepRow:
         ngrams_significant_adjusted: n-grams with size-adjusted q <= alpha.
         ngrams_minimal: Minimal significant (adjusted) n-grams.
         top_ngram: The most significant minimal n-gram, if any.
+        ngrams_family: n-grams in the Tarone family (that can reach significance).
+        ngrams_exact: n-grams tested by the exact test.
+        mdor_median: Median minimum detectable odds ratio of the tested n-grams.
+        answer: The sequences verdict at this rule (None when not tested).
         note: Why the tests were not run (one class only), else empty.
     """
 
@@ -48,6 +56,10 @@ class SweepRow:
     ngrams_significant_adjusted: int | None = None
     ngrams_minimal: int | None = None
     top_ngram: tuple[str, ...] | None = None
+    ngrams_family: int | None = None
+    ngrams_exact: int | None = None
+    mdor_median: float | None = None
+    answer: str | None = None
     note: str = ""
 
     @property
@@ -73,6 +85,14 @@ class SweepRow:
             "ngrams_minimal": self.ngrams_minimal,
             "top_ngram": None if self.top_ngram is None else list(self.top_ngram),
             "sequences_associated": self.sequences_associated,
+            "ngrams_family": self.ngrams_family,
+            "ngrams_exact": self.ngrams_exact,
+            "mdor_median": (
+                None
+                if self.mdor_median is None or self.mdor_median == float("inf")
+                else self.mdor_median
+            ),
+            "answer": self.answer,
             "note": self.note or None,
         }
 
@@ -84,6 +104,7 @@ def tolerance_sweep(
     n_range: tuple[int, int] = (2, 4),
     min_support: int = 5,
     alpha: float = 0.05,
+    effect: float = EFFECT_THAT_MATTERS,
 ) -> tuple[SweepRow, ...]:
     """Relabel `table` under each rule and rerun the operator and sequence tests.
 
@@ -99,7 +120,13 @@ def tolerance_sweep(
             continue
         size_model = fit_adjustment(table, mismatch)
         ops = operators_hypothesis(
-            operators, mismatch, size_model, min_support=min_support, alpha=alpha
+            operators,
+            mismatch,
+            size_model,
+            min_support=min_support,
+            alpha=alpha,
+            effect=effect,
+            effect_sizes=False,
         )
         seqs = sequences_hypothesis(
             table.presence,
@@ -108,18 +135,28 @@ def tolerance_sweep(
             n_range=n_range,
             min_support=min_support,
             alpha=alpha,
+            operators={t.feature[0] for t in ops.significant_adjusted},
+            effect=effect,
+            effect_sizes=False,
         )
+        family = seqs.family
+        assert family is not None
+        minimal = [c for c in seqs.conditional if c.minimal]
         rows.append(
             SweepRow(
                 tolerance=tolerance,
                 **counts,
                 operators_significant=len(ops.significant),
                 operators_significant_adjusted=len(ops.significant_adjusted),
-                ngrams_tested=len(seqs.tests),
-                ngrams_significant=len(seqs.significant),
-                ngrams_significant_adjusted=len(seqs.significant_adjusted),
-                ngrams_minimal=len(seqs.minimal),
-                top_ngram=seqs.minimal[0].feature if seqs.minimal else None,
+                ngrams_tested=seqs.tested,
+                ngrams_significant=seqs.count(adjusted=False),
+                ngrams_significant_adjusted=seqs.count(adjusted=True),
+                ngrams_minimal=len(minimal),
+                top_ngram=minimal[0].ngram if minimal else None,
+                ngrams_family=family.family.size,
+                ngrams_exact=int((family.columns["method_adjusted"] == "exact").sum()),
+                mdor_median=family.power.median,
+                answer=answer_for(seqs.count(adjusted=True), family.family.size, family.power),
             )
         )
     return tuple(rows)

@@ -16,6 +16,7 @@ REPORT_KEYS = {
     "corpus",
     "operators",
     "sequences",
+    "twins",
     "prediction",
     "table12",
     "tolerance_sweep",
@@ -53,19 +54,25 @@ def test_json_report_follows_the_contract(capsys, tiny):
     assert code == 0, err
     report = json.loads(out)
     assert set(report) >= REPORT_KEYS
-    assert report["schema_version"] == 1
+    assert report["schema_version"] == 2
     assert report["corpus"]["labelled"] == 80 and report["corpus"]["outcomes"]["load_fail"] == 3
     for test in report["operators"]["tests"]:
         assert TEST_KEYS | {"op"} <= set(test) and isinstance(test["op"], str)
     assert report["sequences"]["tests"]
     for test in report["sequences"]["tests"]:
         assert TEST_KEYS | {"ngram", "p_value_adjusted", "q_value_adjusted"} <= set(test)
+        assert {"method_adjusted", "p_min_adjusted", "tarone_testable", "min_detectable_or"} <= set(
+            test
+        )
         assert isinstance(test["ngram"], list)
+    assert report["sequences"]["power"]["tested"] == report["sequences"]["tested"]
+    assert report["corpus"]["effective_units"]["clusters"] == 80
     minimal = [tuple(t["ngram"]) for t in report["sequences"]["minimal"]]
     assert ("Sin", "Cos") in minimal  # the planted sequence
     assert {v["key"] for v in report["verdicts"]} == {
         "operators",
         "sequences",
+        "twins",
         "operators_predict",
         "sequences_predict",
         "tolerance",
@@ -111,10 +118,16 @@ def test_reference_corpus_adds_the_table12_row(capsys, tiny, tmp_path):
     assert sum(c["rows"]["mismatch ∩ reference"]["unique"] for c in report["table12"]) > 0
 
 
-def test_only_one_class_under_the_rule_is_exit_2(capsys, tiny):
-    code, out, err = run(capsys, tiny, "--atol", "10", *FAST)
-    assert code == 2 and out == ""
-    assert_one_error_line(err, "all 80 labelled models are ok under abs >= 10", "--atol")
+def test_only_one_class_under_the_rule_is_a_report_of_undetermined_verdicts(capsys, tiny):
+    code, out, err = run(capsys, tiny, "--atol", "10", "--format", "json", *FAST)
+    assert code == 0, err
+    report = json.loads(out)
+    reason = "all 80 labelled models are ok under abs >= 10"
+    for verdict in report["verdicts"]:
+        if verdict["key"] != "tolerance":
+            assert verdict["answer"] == "undetermined" and reason in verdict["evidence"]
+    code, out, _ = run(capsys, tiny, "--atol", "10", "--format", "md", *FAST)
+    assert code == 0 and "Not tested: all 80 labelled models are ok" in out
 
 
 def test_missing_corpus_is_exit_2(capsys, tmp_path):

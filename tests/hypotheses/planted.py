@@ -123,3 +123,36 @@ def _twin(sources: PlantedCorpus, rng: np.random.Generator) -> PlantedCorpus:
 def _odds(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-9, 1 - 1e-9)
     return p / (1 - p)
+
+
+def random_dag_table(directory, **params) -> StructureTable:
+    """A corpus of random ONNX DAGs from ``bench/_planted_corpus.py``, written and read back.
+
+    `params` are `CorpusParams` fields (e.g. ``models=600, planted_odds=20.0``); which rows
+    carry which planted chain is in the manifest (`planted_rows`).
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from hypotheses.features import load_corpus
+
+    path = Path(__file__).parents[2] / "bench" / "_planted_corpus.py"
+    module = sys.modules.get("_planted_corpus")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("_planted_corpus", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["_planted_corpus"] = module
+        spec.loader.exec_module(module)
+    module.write_corpus(Path(directory), module.CorpusParams(**params), jobs=2)
+    return load_corpus(Path(directory), n_max=4, jobs=2)
+
+
+def planted_rows(directory) -> dict[str, list[int]]:
+    """The planted chains of each row of a random-DAG corpus (its manifest's ``planted`` key)."""
+    import json
+    from pathlib import Path
+
+    lines = (Path(directory) / "manifest.jsonl").read_text().splitlines()
+    return {row["id"]: row.get("planted", []) for row in map(json.loads, lines)}
