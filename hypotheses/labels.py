@@ -33,6 +33,9 @@ __all__ = [
     "describe_tolerance",
     "label_mismatches",
     "label_rows",
+    "rule_from_dict",
+    "rule_to_dict",
+    "rule_kind",
 ]
 
 Rule = Tolerance | AllClose | CalibratedRule
@@ -173,3 +176,26 @@ def describe_tolerance(tolerance: Tolerance) -> str:
     """
     text = f"abs >= {tolerance.atol:g}"
     return text if tolerance.rtol is None else f"{text} and rel >= {tolerance.rtol:g}"
+
+
+def rule_kind(rule: Rule) -> str:
+    """``calibrated``, ``fixed`` or ``allclose``."""
+    if isinstance(rule, CalibratedRule):
+        return "calibrated"
+    return "allclose" if isinstance(rule, AllClose) else "fixed"
+
+
+def rule_to_dict(rule: Rule) -> dict:
+    """The rule's parameters with its kind (`rule_from_dict` reads it back)."""
+    return {"kind": rule_kind(rule), **rule.to_dict()}
+
+
+def rule_from_dict(data: dict) -> Rule:
+    """Invert `rule_to_dict`."""
+    kind = data.get("kind", "fixed")
+    values = {k: v for k, v in data.items() if k != "kind"}
+    if kind == "calibrated":
+        return CalibratedRule.from_dict(values)
+    if kind == "allclose":
+        return AllClose(atol=values["allclose_atol"], rtol=values["allclose_rtol"])
+    return Tolerance.from_dict(values)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,7 @@ import numpy as np
 from hypotheses.association import fit_adjustment
 from hypotheses.errors import HypothesisInputError
 from hypotheses.features import PresenceMatrix, StructureTable
-from hypotheses.labels import SWEEP_TOLERANCES, Tolerance, describe_tolerance, label_mismatches
+from hypotheses.labels import SWEEP_RULES, Rule, describe_rule, label_rows, rule_to_dict
 from hypotheses.operators import OperatorsResult, operators_hypothesis
 from hypotheses.power import EFFECT_THAT_MATTERS, EffectiveUnits, effective_units
 from hypotheses.prediction import PredictionResult, prediction_hypothesis
@@ -35,6 +35,7 @@ from hypotheses.tolerance import SweepRow, tolerance_sweep
 from hypotheses.twins import TwinsResult, twin_pairs, twins_hypothesis
 from hypotheses.verdicts import Verdict, one_class_verdicts, verdicts
 from opseq.ngrams import Ngram
+from opseq.tolerance import STUDY_TOLERANCE, AllClose, CalibratedRule, allclose_key
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -57,7 +58,9 @@ class ReportConfig:
     """What to test and how.
 
     Attributes:
-        tolerance: The rule that labels mismatches for the main tests.
+        tolerance: The rule that labels mismatches for the main tests; None (the default): the
+            float64-calibrated rule (mismatch = semantic, unstable rows left out) where the corpus
+            has calibrated measurements, else the study's fixed rule.
         n_range: n-gram lengths of the sequences hypothesis.
         min_support: Fewest models an n-gram must occur in to be tested.
         alpha: False discovery rate of every verdict.
@@ -71,24 +74,26 @@ class ReportConfig:
             (`hypotheses.power.EFFECT_THAT_MATTERS`).
     """
 
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Rule | None = None
     n_range: tuple[int, int] = (2, 4)
     min_support: int = 5
     alpha: float = 0.05
     folds: int = 5
     repeats: int = 5
     seed: int = 0
-    sweep: tuple[Tolerance, ...] = SWEEP_TOLERANCES
+    sweep: tuple[Rule, ...] = SWEEP_RULES
     prediction: bool = True
     jobs: int = 1
     effect: float = EFFECT_THAT_MATTERS
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
+        rule = self.tolerance
         return {
-            "tolerance": describe_tolerance(self.tolerance),
-            "atol": self.tolerance.atol,
-            "rtol": self.tolerance.rtol,
+            "tolerance": "auto" if rule is None else describe_rule(rule),
+            "rule": None if rule is None else rule_to_dict(rule),
+            "atol": getattr(rule, "atol", None),
+            "rtol": getattr(rule, "rtol", None),
             "n": list(self.n_range),
             "min_support": self.min_support,
             "alpha": self.alpha,
@@ -159,6 +164,11 @@ def build_report(
         HypothesisInputError: If there are no labelled models.
     """
     started = on_stage or (lambda _: None)
+    config = dataclasses.replace(
+        config,
+        tolerance=config.tolerance or default_rule(table),
+        sweep=tuple(rule for rule in config.sweep if is_measured(table, rule)),
+    )
     table, mismatch = _labelled(table, config.tolerance, labels, exclude, exclude_reason)
     pairs = twin_pairs(table.clusters, table.converters)
     units = effective_units(mismatch, table.clusters)
@@ -279,19 +289,45 @@ count; variance robust to clustering by source model; exact stratified test on s
     )
 
 
+def default_rule(table: StructureTable) -> Rule:
+    """The calibrated rule where the corpus has calibrated measurements, else the study's."""
+    if any(c is not None for c in table.calibrations):
+        return CalibratedRule()
+    return STUDY_TOLERANCE
+
+
+def is_measured(table: StructureTable, rule: Rule) -> bool:
+    """Whether the corpus stores what `rule` judges (calibrations, element-wise excesses)."""
+    if isinstance(rule, CalibratedRule):
+        return any(c is not None for c in table.calibrations)
+    if isinstance(rule, AllClose):
+        key = allclose_key(rule.atol, rule.rtol)
+        return any(key in c.allclose for comparisons in table.outputs for c in comparisons)
+    return True
+
+
 def _labelled(
     table: StructureTable,
-    tolerance: Tolerance,
+    tolerance: Rule,
     labels: np.ndarray | None,
     exclude: np.ndarray | None,
     exclude_reason: str,
 ) -> tuple[StructureTable, np.ndarray]:
     """The rows the tests use and their labels; raises when there are none."""
-    mismatch = (
-        label_mismatches(table.outputs, tolerance)
-        if labels is None
-        else np.asarray(labels, dtype=bool)
-    )
+    if labels is None:
+        ruled = label_rows(table.outputs, table.calibrations, tolerance)
+        mismatch = ruled.mismatch
+        if not ruled.usable.all():
+            keep = ruled.usable
+            excluded = dict(table.excluded)
+            for reason, count in ruled.left_out.items():
+                excluded[reason] = excluded.get(reason, 0) + count
+            table = dataclasses.replace(table.subset(keep), excluded=excluded)
+            mismatch = mismatch[keep]
+            if exclude is not None:
+                exclude = np.asarray(exclude, dtype=bool)[keep]
+    else:
+        mismatch = np.asarray(labels, dtype=bool)
     if len(mismatch) != len(table):
         raise HypothesisInputError(f"{len(mismatch)} labels for {len(table)} labelled models")
     if exclude is not None and np.asarray(exclude, dtype=bool).any():
@@ -316,8 +352,8 @@ def _one_class_reason(mismatch: np.ndarray, config: ReportConfig) -> str:
     only = "mismatch" if mismatch.all() else "ok"
     return (
         f"all {len(mismatch)} labelled models are {only} under "
-        f"{describe_tolerance(config.tolerance)}: an association needs both classes "
-        "(try another --atol)"
+        f"{describe_rule(config.tolerance)}: an association needs both classes "
+        "(try another rule: --label fixed --atol, or --headroom)"
     )
 
 

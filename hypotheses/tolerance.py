@@ -16,7 +16,7 @@ from typing import Any
 
 from hypotheses.association import fit_adjustment
 from hypotheses.features import StructureTable
-from hypotheses.labels import Tolerance, describe_tolerance, label_mismatches
+from hypotheses.labels import Rule, describe_rule, label_rows, rule_kind
 from hypotheses.operators import operators_hypothesis
 from hypotheses.power import EFFECT_THAT_MATTERS, answer_for
 from hypotheses.sequences import sequences_hypothesis
@@ -29,9 +29,10 @@ class SweepRow:
     """Counts and test results under one tolerance rule.
 
     Attributes:
-        tolerance: The rule.
-        mismatch: Models labelled mismatch.
+        tolerance: The rule (fixed, element-wise or calibrated).
+        mismatch: Models labelled mismatch (semantic, under a calibrated rule).
         ok: Models labelled ok.
+        left_out: Models the rule cannot label (unstable, or without calibration).
         operators_significant: Operators with unadjusted q <= alpha.
         operators_significant_adjusted: Operators with size-adjusted q <= alpha.
         ngrams_tested: n-grams tested.
@@ -46,9 +47,10 @@ class SweepRow:
         note: Why the tests were not run (one class only), else empty.
     """
 
-    tolerance: Tolerance
+    tolerance: Rule
     mismatch: int
     ok: int
+    left_out: int = 0
     operators_significant: int | None = None
     operators_significant_adjusted: int | None = None
     ngrams_tested: int | None = None
@@ -72,11 +74,13 @@ class SweepRow:
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
         return {
-            "rule": describe_tolerance(self.tolerance),
-            "atol": self.tolerance.atol,
-            "rtol": self.tolerance.rtol,
+            "rule": describe_rule(self.tolerance),
+            "kind": rule_kind(self.tolerance),
+            "atol": getattr(self.tolerance, "atol", None),
+            "rtol": getattr(self.tolerance, "rtol", None),
             "mismatch": self.mismatch,
             "ok": self.ok,
+            "left_out": self.left_out,
             "operators_significant": self.operators_significant,
             "operators_significant_adjusted": self.operators_significant_adjusted,
             "ngrams_tested": self.ngrams_tested,
@@ -99,7 +103,7 @@ class SweepRow:
 
 def tolerance_sweep(
     table: StructureTable,
-    tolerances: Sequence[Tolerance],
+    tolerances: Sequence[Rule],
     *,
     n_range: tuple[int, int] = (2, 4),
     min_support: int = 5,
@@ -110,14 +114,21 @@ def tolerance_sweep(
 
     A rule under which all models fall in one class gets a row with the counts and a note.
     """
-    operators = table.presence.columns(table.presence.lengths == 1)
+    full = table
     rows = []
     for tolerance in tolerances:
-        mismatch = label_mismatches(table.outputs, tolerance)
-        counts = {"mismatch": int(mismatch.sum()), "ok": int((~mismatch).sum())}
-        if min(counts.values()) == 0:
+        labels = label_rows(full.outputs, full.calibrations, tolerance)
+        table = full if labels.usable.all() else full.subset(labels.usable)
+        mismatch = labels.mismatch[labels.usable]
+        counts = {
+            "mismatch": int(mismatch.sum()),
+            "ok": int((~mismatch).sum()),
+            "left_out": int((~labels.usable).sum()),
+        }
+        if min(counts["mismatch"], counts["ok"]) == 0:
             rows.append(SweepRow(tolerance=tolerance, **counts, note="one class only"))
             continue
+        operators = table.presence.columns(table.presence.lengths == 1)
         size_model = fit_adjustment(table, mismatch)
         ops = operators_hypothesis(
             operators,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hypotheses.association import FamilyTests
-from hypotheses.labels import describe_tolerance
+from hypotheses.labels import describe_rule
 from hypotheses.operators import OperatorsResult
 from hypotheses.power import EffectiveUnits, answer_for
 from hypotheses.prediction import PredictionResult
@@ -224,7 +224,7 @@ def _tolerance_verdict(sweep: Sequence[SweepRow]) -> Verdict:
     tested = [row for row in sweep if row.answer is not None]
     by_answer: dict[str, list[str]] = {}
     for row in tested:
-        by_answer.setdefault(row.answer or "", []).append(describe_tolerance(row.tolerance))
+        by_answer.setdefault(row.answer or "", []).append(describe_rule(row.tolerance))
     if not tested:
         answer = "undetermined"
     elif "yes" in by_answer and "no" in by_answer:

@@ -143,17 +143,26 @@ def add_limit_args(parser: argparse.ArgumentParser, *, ngrams: bool = True) -> N
     )
 
 
-def add_rule_args(parser: argparse.ArgumentParser, *, fixed: bool = True) -> None:
-    """Add the float64-calibrated rule's options (`opseq.tolerance.CalibratedRule`)."""
+def add_rule_args(
+    parser: argparse.ArgumentParser, *, fixed: bool = True, auto: bool = False
+) -> None:
+    """Add the float64-calibrated rule's options (`opseq.tolerance.CalibratedRule`).
+
+    ``fixed`` adds ``--label calibrated|fixed``; ``auto`` adds the choice ``auto`` (calibrated
+    where the data has calibrated measurements, else fixed) and makes it the default.
+    """
     group = parser.add_argument_group("behavioural tolerance (float64-calibrated)")
     defaults = CalibratedRule()
     if fixed:
+        choices = ("auto", "calibrated", "fixed") if auto else ("calibrated", "fixed")
         group.add_argument(
             "--label",
-            choices=("calibrated", "fixed"),
-            default="calibrated",
-            help="calibrated: run the source in float64 and label mismatch = semantic; fixed: "
-            "label by --atol/--rtol only (default: calibrated)",
+            choices=choices,
+            default=choices[0],
+            help="calibrated: mismatch = semantic (the source model's float64 twin as ground "
+            "truth); fixed: by --atol/--rtol only"
+            + ("; auto: calibrated when the corpus has the measurements" if auto else "")
+            + " (default: %(default)s)",
         )
     group.add_argument(
         "--headroom",
@@ -183,7 +192,7 @@ def add_rule_args(parser: argparse.ArgumentParser, *, fixed: bool = True) -> Non
 def rule_from_args(args: argparse.Namespace) -> CalibratedRule | None:
     """The `CalibratedRule` that `add_rule_args` options ask for (None for ``--label fixed``)."""
     if getattr(args, "label", "calibrated") == "fixed":
-        return None
+        return None  # "auto" is decided by the caller, which knows the data
     return CalibratedRule(
         headroom=args.headroom, min_sets=args.min_sets, unstable_units=args.unstable_units
     )

@@ -9,7 +9,8 @@ study's RQ3: are bigger ONNX opset releases followed by more converter issues?
 
 Example:
   opseq hypotheses corpus/ --format md -o report.md
-  opseq hypotheses corpus/ --atol 1e-3 --reference corpus/examples --format html -o report.html
+  opseq hypotheses corpus/ --headroom 16 --reference corpus/examples --format html -o report.html
+  opseq hypotheses corpus/ --label fixed --atol 1e-3 --format json -o report.json
   opseq hypotheses evolution corpus/issues/converter_issues.csv --merge-days 30 --drop-last
 """
 
@@ -29,10 +30,12 @@ from opseq.cli._common import (
     OneLineErrorParser,
     add_limit_args,
     add_output_args,
+    add_rule_args,
     add_verbosity_args,
     comma_list,
     limits_from_args,
     open_output,
+    rule_from_args,
     whole_number,
 )
 from opseq.errors import ConfigError
@@ -79,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--atol",
         type=_non_negative,
         default=1e-7,
-        help="mismatch when max abs diff >= ATOL (default: the study's %(default)g)",
+        help="with --label fixed: mismatch when max abs diff >= ATOL (default: the study's "
+        "%(default)g)",
     )
     labels.add_argument(
         "--rtol", type=_non_negative, help="and max relative diff >= RTOL (default: not used)"
@@ -123,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--top", type=whole_number(1), default=20, help="rows per table in md/text (default: 20)"
     )
+    add_rule_args(parser, auto=True)
     add_limit_args(parser)
     add_output_args(parser, ("text", "md", "json", "html"))
     add_verbosity_args(parser)
@@ -166,7 +171,6 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Run every hypothesis on the corpus and write the report."""
     _require_stats()
     from hypotheses.features import load_corpus, read_reference_ngrams
-    from hypotheses.labels import Tolerance
     from hypotheses.report import STAGES, ReportConfig, build_report
 
     # Everything that can fail fast does, before minutes of work.
@@ -192,7 +196,7 @@ def run(args: argparse.Namespace) -> ExitCode:
         limits=limits,
     )
     config = ReportConfig(
-        tolerance=Tolerance(atol=args.atol, rtol=args.rtol),
+        tolerance=_rule(args, table),
         n_range=args.n,
         min_support=args.min_support,
         alpha=args.alpha,
@@ -268,6 +272,21 @@ def _write(path: Path | None, text: str) -> None:
     """Write the whole text at once: a report is never left half-written on disk."""
     with open_output(path) as out:
         out.write(text)
+
+
+def _rule(args: argparse.Namespace, table):
+    """The labelling rule: calibrated where asked (or, with auto, where measured), else fixed."""
+    from hypotheses.labels import Tolerance
+
+    calibrated = rule_from_args(args)
+    measured = any(c is not None for c in table.calibrations)
+    if args.label == "calibrated" and not measured:
+        raise ConfigError(
+            f"{args.corpus}: no row has float64-calibrated measurements; use --label fixed"
+        )
+    if calibrated is None or (args.label == "auto" and not measured):
+        return Tolerance(atol=args.atol, rtol=args.rtol)
+    return calibrated
 
 
 def _require_matplotlib() -> None:
