@@ -247,3 +247,63 @@ def test_without_the_stats_extra_names_it(capsys, tiny, tmp_path, monkeypatch, m
     code, out, err = run(capsys, *argv)
     assert code == 2 and out == ""
     assert_one_error_line(err, module, "pip install 'opseq[stats]'")
+
+
+def _calibrated_copy(tiny: Path, tmp_path: Path, *, semantic: bool) -> tuple[Path, dict[str, int]]:
+    """The tiny corpus with float64-calibrated measurements: its mismatches become semantic (when
+    `semantic`), every 10th ok row unstable, the rest numerical."""
+    import shutil
+
+    corpus = tmp_path / "calibrated"
+    shutil.copytree(tiny, corpus)
+    rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines()]
+    counts = {"semantic": 0, "unstable": 0, "numerical": 0}
+    for i, row in enumerate(rows):
+        if row["outcome"] not in ("ok", "mismatch"):
+            continue
+        framework, onnx = [2.0] * 10, [8.0] * 10
+        if row["outcome"] == "mismatch" and semantic:
+            kind, onnx = "semantic", [1e5] * 10
+        elif i % 10 == 0:
+            kind, framework = "unstable", [1e5] * 10
+        else:
+            kind = "numerical"
+        counts[kind] += 1
+        row["oracle"] = {
+            "outputs": [
+                {"name": "y", "kind": "float", "sets": 10, "framework_error": framework,
+                 "onnx_error": onnx}
+            ]
+        }  # fmt: skip
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return corpus, counts
+
+
+def test_calibrated_measurements_label_semantic_and_leave_out_unstable(capsys, tiny, tmp_path):
+    corpus, counts = _calibrated_copy(tiny, tmp_path, semantic=True)
+    code, out, err = run(capsys, corpus, "--format", "json", "--no-prediction", *FAST)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["config"]["rule"]["kind"] == "calibrated"
+    assert report["corpus"]["mismatch"] == counts["semantic"] > 0
+    assert report["corpus"]["ok"] == counts["numerical"]
+    left_out = report["corpus"]["excluded"]["unstable (float32 and float64 of the source disagree)"]
+    assert left_out == counts["unstable"] > 0
+    kinds = {row["kind"] for row in report["tolerance_sweep"]}
+    assert kinds == {"calibrated", "fixed"}  # the tiny corpus stores no element-wise excesses
+
+
+def test_a_corpus_without_semantic_cases_is_undetermined_not_no(capsys, tiny, tmp_path):
+    corpus, _ = _calibrated_copy(tiny, tmp_path, semantic=False)
+    code, out, err = run(capsys, corpus, "--format", "json", "--no-prediction", *FAST)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["corpus"]["mismatch"] == 0
+    answers = {v["key"]: v["answer"] for v in report["verdicts"]}
+    assert answers["sequences"] == "undetermined" and answers["operators"] == "undetermined"
+
+
+def test_label_calibrated_without_measurements_is_one_line(capsys, tiny):
+    code, _, err = run(capsys, tiny, "--label", "calibrated", *FAST)
+    assert code == 2
+    assert_one_error_line(err, "no row has float64-calibrated measurements", "--label fixed")
