@@ -80,11 +80,11 @@ differences and is shown beside. Converted models are stored structure only unde
 # From `python bench/oracle_bench.py` (its output is not derivable from this manifest); the
 # README's "Behavioural tolerance" section discusses it.
 ORACLE_VALIDATION = """`bench/oracle_bench.py` plants semantic bugs (normalisation epsilon x100,
-exact GELU to tanh, a Softmax axis, Round to Floor, a Resize mode, a Clip bound, a weight channel x(1+1e-3), a
-bias shift, Relu to LeakyRelu, a Transpose, Sigmoid to HardSigmoid) into copies of 244 conversions
-of zoo and high-dynamic-range synthetic models and labels them with each rule. Recall: planted
-copies that change outputs called inconsistent (of 1,205); false: clean conversions called
-inconsistent, without the 17 verified to be real inconsistencies (of 227).
+exact GELU to tanh, a Softmax axis, Round to Floor, a Resize mode, a Clip bound, a weight channel
+x(1+1e-3), a bias shift, Relu to LeakyRelu, a Transpose, Sigmoid to HardSigmoid) into copies of
+244 conversions of zoo and high-dynamic-range synthetic models and labels them with each rule.
+Recall: planted copies that change outputs called inconsistent (of 1,205); false: clean
+conversions called inconsistent, without the 17 verified to be real inconsistencies (of 227).
 
 | rule | recall | false |
 |---|---:|---:|
