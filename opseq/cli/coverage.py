@@ -1,0 +1,85 @@
+"""Measure how much of a model's architecture a reference corpus exercises.
+
+For each MODEL: the share of its ops, versioned ops (domain:op@since_version), n-grams (n = 2..4,
+distinct and by node paths) and finer labels (op + input dtypes, ranks, attribute values) that
+occur in at least one reference model, listing what is uncovered and singling out novel
+combinations (uncovered n-grams whose pieces are all covered). Reference indexes are built once
+and cached by the reference's content fingerprint.
+
+Exit codes: 0 measured, 2 unusable input (a model, a reference, an option).
+
+Example:
+  opseq coverage corpus/examples/transformer_block_torch.onnx
+  opseq coverage model.onnx --reference onnx-node-tests --reference corpus-ok --format json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from opseq.cli._common import (
+    ExitCode,
+    add_limit_args,
+    add_output_args,
+    add_verbosity_args,
+    limits_from_args,
+    open_output,
+    refuse_overwriting_inputs,
+    whole_number,
+)
+from opseq.cli._references import add_reference_args, references_from_args
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``coverage`` subcommand."""
+    parser = subparsers.add_parser(
+        "coverage",
+        help=__doc__.splitlines()[0],
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="ONNX models")
+    add_reference_args(parser)
+    parser.add_argument(
+        "--top",
+        type=whole_number(1),
+        default=10,
+        metavar="K",
+        help="uncovered items listed per kind in text and Markdown (default: 10; JSON lists all)",
+    )
+    add_limit_args(parser)
+    add_output_args(parser, formats=("text", "json", "md"))
+    add_verbosity_args(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> ExitCode:
+    """Measure the coverage of each model; see the module docstring."""
+    from opseq.coverage.model_coverage import model_coverage
+    from opseq.coverage.model_report import (
+        coverage_json,
+        format_coverage_markdown,
+        format_coverage_text,
+    )
+    from opseq.coverage.models import load_model_under_test
+
+    refuse_overwriting_inputs(args.output, args.models)
+    limits = limits_from_args(args)
+    loaded = [load_model_under_test(path, limits=limits) for path in args.models]
+    reference = references_from_args(args)
+    coverages = [model_coverage(model.profile, reference) for model in loaded]
+    references = reference.to_dicts()
+    if args.format == "json":
+        import json
+
+        text = json.dumps(coverage_json(coverages, references), indent=2) + "\n"
+    elif args.format == "md":
+        text = format_coverage_markdown(coverages, references, top=args.top)
+    else:
+        text = format_coverage_text(coverages, references, top=args.top)
+    with open_output(args.output) as out:
+        out.write(text)
+    return ExitCode.OK
