@@ -39,7 +39,7 @@ from opseq.cli._common import (
     whole_number,
 )
 
-__all__ = ["register", "run"]
+__all__ = ["prepare_verification", "register", "run", "run_verification"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> ExitCode:
     read += [p for p in (args.inputs, args.data) if p is not None]
     refuse_overwriting_inputs(args.output, read)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before a factory imports TensorFlow
-    prepared = _prepare(args)
-    report, evidence = _verify(args, *prepared)
+    prepared = prepare_verification(args)
+    report, evidence = run_verification(args, *prepared)
     if not report.passed and not args.no_repro:
         report = _write_bundle(args, report, evidence, prepared[0], prepared[1])
     from opseq.verify.render import render
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> ExitCode:
     return ExitCode.OK if report.passed else ExitCode.CHECK_FAILED
 
 
-def _prepare(args: argparse.Namespace):
+def prepare_verification(args: argparse.Namespace):
     """Everything that can be checked before the source model is imported."""
     from opseq.errors import UnsupportedModelError
     from opseq.loader import load_model
@@ -163,7 +163,8 @@ def _prepare(args: argparse.Namespace):
     return model, external, declared, given, task_data
 
 
-def _verify(args: argparse.Namespace, model, external, declared, given, task_data):
+def run_verification(args: argparse.Namespace, model, external, declared, given, task_data):
+    """Load the source and verify the model: the report and its evidence (`opseq.verify`)."""
     from opseq.verify.check import verify
     from opseq.verify.inputs import check_feeds, plan_seeded
     from opseq.verify.source import load_source, search_path
