@@ -1,0 +1,84 @@
+"""`opseq coverage` on the command line: output, the JSON contract, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from opseq.cli import main
+from tests.coverage.conftest import relu_exp, relu_neg, relu_neg_exp, write
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("OPSEQ_CACHE_DIR", str(tmp_path / "cache"))
+    reference = write(tmp_path / "ref", {"a": relu_neg(), "b": relu_exp()})
+    model = tmp_path / "model.onnx"
+    onnx.save(relu_neg_exp(), model)
+    return model, reference
+
+
+def test_text_report(setup, capsys):
+    model, reference = setup
+    assert main(["coverage", str(model), "--reference", str(reference)]) == 0
+    out = capsys.readouterr().out
+    assert "ops: 3/5 (60.0%)" in out
+    assert "2-grams: distinct 1/4 (25.0%), by paths 1/4 (25.0%), 1 novel" in out
+    assert "novel: Neg > Exp" in out
+    assert "uncovered: Add" in out
+
+
+def test_json_contract(setup, capsys):
+    model, reference = setup
+    assert main(["coverage", str(model), "--reference", str(reference), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["schema_version"] == 1
+    (ref,) = data["reference"]
+    assert ref["models"] == 2 and len(ref["fingerprint"]) == 64 and not ref["from_cache"]
+    (entry,) = data["models"]
+    assert entry["ops"]["covered"] == 3 and entry["ops"]["total"] == 5
+    assert sorted(entry["ops"]["uncovered"]) == ["Add", "LeakyRelu"]
+    assert entry["versioned_ops"]["ratio"] == 0.6
+    bigrams = entry["ngrams"]["2"]
+    assert bigrams["distinct"] == {"covered": 1, "total": 4, "ratio": 0.25}
+    assert bigrams["novel"] == [["Neg", "Exp"]]
+    assert set(entry) >= {"dtypes", "ranks", "attributes"}
+    # The second run reads the cached index.
+    assert main(["coverage", str(model), "--reference", str(reference), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reference"][0]["from_cache"]
+
+
+def test_markdown(setup, capsys):
+    model, reference = setup
+    assert main(["coverage", str(model), "--reference", str(reference), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "| 2-grams (distinct / by paths) | 1/4 (25.0%) / 1/4 (25.0%) | 3 | 1 |" in out
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda m, r, t: [str(m), "--reference", str(t / "missing")], "no such file or directory"),
+        (lambda m, r, t: [str(m), "--reference", str(t / "empty")], "holds no models"),
+        (lambda m, r, t: [str(t / "missing.onnx"), "--reference", str(r)], "missing.onnx"),
+        (lambda m, r, t: [str(t / "garbage.onnx"), "--reference", str(r)], "garbage.onnx"),
+        (lambda m, r, t: [str(m), "--reference", f"{r}:colour=red"], "bad filter"),
+    ],
+    ids=["missing-reference", "empty-reference", "missing-model", "unparsable", "filter"],
+)
+def test_bad_input_is_one_line_and_exit_2(setup, tmp_path, capsys, make_args, message):
+    model, reference = setup
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00garbage")
+    assert main(["coverage", *make_args(model, reference, tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_no_cache_writes_nothing(setup, tmp_path, capsys):
+    model, reference = setup
+    assert main(["coverage", str(model), "--reference", str(reference), "--no-cache"]) == 0
+    assert not (tmp_path / "cache").exists()
