@@ -6,11 +6,19 @@ occur in at least one reference model, listing what is uncovered and singling ou
 combinations (uncovered n-grams whose pieces are all covered). Reference indexes are built once
 and cached by the reference's content fingerprint.
 
+With --corpus DIR (repeatable; a directory of models, a manifest, or a reference name such as
+onnx-node-tests): each corpus's share of the default-domain op space at its highest opset,
+COMET-style sequence coverage (distinct bigrams present of the type-feasible ones), the growth of
+distinct n-grams with the number of models, several corpora side by side, and for a corpus with a
+manifest the study's Table 12 row 3 question: which n-grams of its mismatching models the
+reference (--reference, default onnx-node-tests + onnx-backend-models) never exercises.
+
 Exit codes: 0 measured, 2 unusable input (a model, a reference, an option).
 
 Example:
   opseq coverage corpus/examples/transformer_block_torch.onnx
   opseq coverage model.onnx --reference onnx-node-tests --reference corpus-ok --format json
+  opseq coverage --corpus corpus --corpus onnx-node-tests --format html -o coverage.html
 """
 
 from __future__ import annotations
@@ -41,7 +49,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("models", nargs="+", type=Path, metavar="MODEL", help="ONNX models")
+    parser.add_argument("models", nargs="*", type=Path, metavar="MODEL", help="ONNX models")
+    parser.add_argument(
+        "--corpus",
+        action="append",
+        metavar="DIR",
+        help="measure a corpus instead (a directory, a manifest or a reference name); repeat "
+        "to compare corpora side by side",
+    )
     add_reference_args(parser)
     parser.add_argument(
         "--top",
@@ -51,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="uncovered items listed per kind in text and Markdown (default: 10; JSON lists all)",
     )
     add_limit_args(parser)
-    add_output_args(parser, formats=("text", "json", "md"))
+    add_output_args(parser, formats=("text", "json", "md", "html"))
     add_verbosity_args(parser)
     parser.set_defaults(run=run)
 
@@ -65,8 +80,18 @@ def run(args: argparse.Namespace) -> ExitCode:
         format_coverage_text,
     )
     from opseq.coverage.models import load_model_under_test
+    from opseq.errors import ConfigError
 
+    if bool(args.models) == bool(args.corpus):
+        raise ConfigError("give either MODEL... or --corpus DIR, not both and not neither")
     refuse_overwriting_inputs(args.output, args.models)
+    if args.corpus:
+        text = _corpus_report(args)
+        with open_output(args.output) as out:
+            out.write(text)
+        return ExitCode.OK
+    if args.format == "html":
+        raise ConfigError("--format html is for --corpus; use md for models")
     limits = limits_from_args(args)
     loaded = [load_model_under_test(path, limits=limits) for path in args.models]
     reference = references_from_args(args)
@@ -83,3 +108,23 @@ def run(args: argparse.Namespace) -> ExitCode:
     with open_output(args.output) as out:
         out.write(text)
     return ExitCode.OK
+
+
+def _corpus_report(args: argparse.Namespace) -> str:
+    """Coverage of each corpus, side by side; Table 12 row 3 where a manifest labels models."""
+    from opseq.corpus import read_manifest
+    from opseq.coverage.corpus_coverage import corpus_coverage
+    from opseq.coverage.corpus_report import format_corpus_coverage
+
+    references = references_from_args(args).indexes
+    results = []
+    for text in args.corpus:
+        (corpus,) = references_from_args(args, [text]).indexes
+        rows = read_manifest(corpus.spec.path) if corpus.spec.kind == "manifest" else None
+        results.append(
+            corpus_coverage(
+                corpus.load_models(), name=text, rows=rows, references=references if rows else ()
+            )
+        )
+    fmt = {"md": "markdown"}.get(args.format, args.format)
+    return format_corpus_coverage(results, fmt, top=args.top)

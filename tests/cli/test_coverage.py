@@ -82,3 +82,40 @@ def test_no_cache_writes_nothing(setup, tmp_path, capsys):
     model, reference = setup
     assert main(["coverage", str(model), "--reference", str(reference), "--no-cache"]) == 0
     assert not (tmp_path / "cache").exists()
+
+
+def test_corpus_side_by_side_with_growth_and_table_12(setup, tmp_path, capsys):
+    model, reference = setup
+    corpus = write(tmp_path / "c" / "models", {"a": relu_neg(), "b": relu_neg_exp()}).parent
+    rows = [
+        {
+            "id": "a",
+            "model": "models/a.onnx",
+            "outcome": "ok",
+            "converter": "x",
+            "source": "s",
+            "verdict": "ok",
+        },
+        {
+            "id": "b",
+            "model": "models/b.onnx",
+            "outcome": "mismatch",
+            "converter": "x",
+            "source": "s",
+            "verdict": "semantic",
+        },
+    ]
+    (corpus / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["coverage", "--corpus", str(corpus), "--corpus", str(reference)]
+    assert main([*argv, "--reference", str(reference)]) == 0
+    out = capsys.readouterr().out
+    assert "bigram coverage, of type-feasible" in out and "COMET" in out
+    assert "distinct 2-grams" in out and "models  distinct ops" in out  # the growth table
+    assert "never exercised" in out or "unexercised" in out  # Table 12 row 3 for the manifest
+
+
+def test_models_and_corpus_are_exclusive(setup, capsys):
+    model, reference = setup
+    assert main(["coverage", str(model), "--corpus", str(reference)]) == 2
+    assert main(["coverage"]) == 2
+    assert "either MODEL" in capsys.readouterr().err
