@@ -18,7 +18,7 @@ from opseq.untrusted import escape_controls, escape_lines
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = ("analyze", "coverage", "corpus", "hypotheses", "verify")
+_SUBCOMMANDS = ("analyze", "coverage", "gate", "render", "corpus", "hypotheses", "verify")
 
 logger = logging.getLogger(__name__)
 

@@ -383,6 +383,13 @@ def load_policy(path: Path) -> GatePolicy:
     where = "[" + ".".join(_table_name(path)) + "]"
     if table is None:
         raise ConfigError(f"{path}: has no {where} table")
+    if path.name != _PYPROJECT:  # opseq.toml is opseq's alone: a stray table is a mistake
+        stray = sorted(key for key in _parse_toml(path) if key != "gate")
+        if stray:
+            raise ConfigError(
+                f"{path}: unknown top-level key {escape_controls(stray[0])!r} (the policy "
+                "lives in [gate]; an allowlist entry is [[gate.allow]])"
+            )
     keys = _file_keys(path.resolve().parent)
     values: dict[str, Any] = {}
     for key, value in table.items():

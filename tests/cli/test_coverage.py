@@ -85,7 +85,7 @@ def test_no_cache_writes_nothing(setup, tmp_path, capsys):
 
 
 def test_corpus_side_by_side_with_growth_and_table_12(setup, tmp_path, capsys):
-    model, reference = setup
+    _model, reference = setup
     corpus = write(tmp_path / "c" / "models", {"a": relu_neg(), "b": relu_neg_exp()}).parent
     rows = [
         {
