@@ -33,9 +33,10 @@ def run_gate(args: argparse.Namespace, *, limits: Limits) -> GateReport:
     from opseq.cli._references import references_from_args
 
     policy = policy_from_args(args, model=args.model)
-    loaded = load_model_under_test(args.model, limits=limits)
+    loaded = load_model_under_test(args.model, limits=limits, digest=False)
     baseline = None if args.baseline is None else _load_baseline(args.baseline, limits)
-    knowledge = _knowledge(args, policy)
+    wanted = policy.max_risky is not None or args.knowledge is not None
+    knowledge = _knowledge(args, policy) if wanted else None  # 0.2 s to read the shipped one
     texts = args.reference if args.reference else (list(policy.references) or None)
     reference = references_from_args(args, texts)
     coverage = model_coverage(loaded.profile, reference)
@@ -77,7 +78,7 @@ def run_gate(args: argparse.Namespace, *, limits: Limits) -> GateReport:
 
 def _load_baseline(path: Path, limits: Limits) -> LoadedModel:
     try:
-        return load_model_under_test(path, limits=limits)
+        return load_model_under_test(path, limits=limits, digest=False)
     except OpseqError as e:
         raise type(e)(f"baseline: {e}") from e
 

@@ -32,8 +32,13 @@ class LoadedModel:
     profile: ModelProfile
 
 
-def load_model_under_test(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> LoadedModel:
+def load_model_under_test(
+    path: Path, *, limits: Limits = DEFAULT_LIMITS, digest: bool = True
+) -> LoadedModel:
     """Read, parse, graph and profile one model, within `limits`.
+
+    ``digest=False`` leaves the profile's content hash empty: hashing a 400 MB model costs a
+    noticeable part of a gate run, and only reference members need it.
 
     Raises:
         OpseqError: With the path in the message, if any step refuses the model.
@@ -43,8 +48,8 @@ def load_model_under_test(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Loa
         model = load_model(data, limits=limits)
         with memory_cap(limits.memory_budget(len(data)), what=str(path)):
             graph = build_opgraph(model, infer_shapes=True, limits=limits)
-            digest = hashlib.sha256(data).hexdigest()
-            profile = profile_model(model, graph, name=str(path), digest=digest, limits=limits)
+            content = hashlib.sha256(data).hexdigest() if digest else ""
+            profile = profile_model(model, graph, name=str(path), digest=content, limits=limits)
     except OpseqError as e:
         message = str(e)
         raise type(e)(message if message.startswith(str(path)) else f"{path}: {message}") from e
