@@ -181,3 +181,22 @@ def test_bad_policy_files(setup, tmp_path: Path, capsys):
         )
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_behaves_is_the_verdict_of_verify(tmp_path: Path, capsys, monkeypatch):
+    pytest.importorskip("torch")
+    from tests.verify.support import EXAMPLE_SPEC, export_example
+
+    monkeypatch.chdir(tmp_path)
+    good = export_example(tmp_path / "tiny_cnn.onnx")
+    bad = export_example(tmp_path / "tiny_cnn_bug.onnx", bug=True)
+    reference = write(tmp_path / "ref", {"a": relu_neg()})
+    assert gate(str(good), "--reference", str(reference), "--verify", EXAMPLE_SPEC) == 0
+    assert "PASS  behaves" in capsys.readouterr().out
+    assert gate(str(bad), "--reference", str(reference), "--verify", EXAMPLE_SPEC) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  behaves" in out and "semantic" in out
+    # Required by policy but no source given: not evaluated, so the gate fails.
+    assert gate(str(good), "--reference", str(reference), "--require", "valid,behaves") == 1
+    assert "no source model was given" in capsys.readouterr().out
