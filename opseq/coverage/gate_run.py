@@ -8,6 +8,7 @@ so a bad input costs no index build.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,14 +93,18 @@ def _knowledge(args: argparse.Namespace, policy: GatePolicy) -> KnowledgeBase | 
 
 def _checks(loaded: LoadedModel, policy: GatePolicy, args: argparse.Namespace) -> list[Criterion]:
     from opseq.coverage.checks import check_runnable, check_valid
-    from opseq.strip import strip_weights
+    from opseq.strip import is_structure_only, strip_weights
 
     # The checks judge structure: weights only cost serialisation (seconds on a 400 MB model),
     # and a structure-only model is checked with its stripped tensors as typed inputs.
     structure = strip_weights(loaded.model)
     criteria = []
     if "valid" in policy.require:
-        criteria.append(check_valid(structure))
+        valid = check_valid(structure)
+        if valid.note and not is_structure_only(loaded.model):  # the stripping was ours
+            note = valid.note.replace("tensors without data were", "weight tensors were")
+            valid = dataclasses.replace(valid, note=note)
+        criteria.append(valid)
     if "runnable" in policy.require:
         criteria.append(check_runnable(structure))
     if args.verify is not None or "behaves" in policy.require:
