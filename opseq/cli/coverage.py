@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="K",
         help="uncovered items listed per kind in text and Markdown (default: 10; JSON lists all)",
     )
+    parser.add_argument(
+        "--picture",
+        type=Path,
+        metavar="FILE",
+        help="also render the first model with its uncovered bigrams (.svg/.png/.pdf/.dot) and "
+        "link it in md output",
+    )
     add_limit_args(parser)
     add_output_args(parser, formats=("text", "json", "md", "html"))
     add_verbosity_args(parser)
@@ -97,17 +104,27 @@ def run(args: argparse.Namespace) -> ExitCode:
     reference = references_from_args(args)
     coverages = [model_coverage(model.profile, reference) for model in loaded]
     references = reference.to_dicts()
+    picture = _picture(args, loaded[0], coverages[0])
     if args.format == "json":
         import json
 
         text = json.dumps(coverage_json(coverages, references), indent=2) + "\n"
     elif args.format == "md":
-        text = format_coverage_markdown(coverages, references, top=args.top)
+        text = format_coverage_markdown(coverages, references, top=args.top, picture=picture)
     else:
         text = format_coverage_text(coverages, references, top=args.top)
     with open_output(args.output) as out:
         out.write(text)
     return ExitCode.OK
+
+
+def _picture(args: argparse.Namespace, loaded, coverage) -> str | None:
+    """Render the model's uncovered bigrams when --picture asks; the path written, for links."""
+    if args.picture is None:
+        return None
+    from opseq.coverage.render import write_picture
+
+    return write_picture(loaded.graph, {"uncovered": coverage.ngrams[2].uncovered}, args.picture)
 
 
 def _corpus_report(args: argparse.Namespace) -> str:

@@ -119,3 +119,12 @@ def test_models_and_corpus_are_exclusive(setup, capsys):
     assert main(["coverage", str(model), "--corpus", str(reference)]) == 2
     assert main(["coverage"]) == 2
     assert "either MODEL" in capsys.readouterr().err
+
+
+def test_markdown_links_the_picture(setup, tmp_path, capsys):
+    model, reference = setup
+    picture = tmp_path / "uncovered.dot"
+    argv = ["coverage", str(model), "--reference", str(reference), "--format", "md"]
+    assert main([*argv, "--picture", str(picture)]) == 0
+    assert f"![uncovered sequences]({picture})" in capsys.readouterr().out
+    assert "Neg" in picture.read_text()
