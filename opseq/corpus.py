@@ -32,6 +32,7 @@ __all__ = [
     "OutcomeTable",
     "manifest_path",
     "read_manifest",
+    "study_mismatch",
     "tabulate_outcomes",
 ]
 
@@ -281,7 +282,7 @@ def tabulate_outcomes(rows: Iterable[ManifestRow]) -> OutcomeTable:
         verdict = row.extra.get("verdict")
         if verdict in TABLE_VERDICTS:
             verdicts.setdefault(group, Counter())[verdict] += 1
-        study[group] += _study_mismatch(row)
+        study[group] += bool(study_mismatch(row))
     groups = tuple(sorted(counts))
     return OutcomeTable(
         groups=groups,
@@ -292,16 +293,19 @@ def tabulate_outcomes(rows: Iterable[ManifestRow]) -> OutcomeTable:
     )
 
 
-def _study_mismatch(row: ManifestRow) -> bool:
-    """Whether a model that ran mismatches under the study's rule, from its stored numbers."""
+def study_mismatch(row: ManifestRow) -> bool | None:
+    """Whether a model that ran mismatches under the study's rule, from its stored numbers.
+
+    None for a row whose model did not run (no numbers to judge).
+    """
     if row.outcome not in (Outcome.OK, Outcome.MISMATCH):
-        return False
+        return None
     from opseq.difftest.compare import OutputComparison
     from opseq.tolerance import STUDY_TOLERANCE, is_mismatch
 
     recorded = row.extra.get("comparisons")
     if isinstance(recorded, list) and recorded:
-        with contextlib.suppress(KeyError, TypeError, ValueError):
+        with contextlib.suppress(AttributeError, KeyError, TypeError, ValueError):
             comparisons = [OutputComparison.from_dict(c) for c in recorded]
             return is_mismatch(comparisons, STUDY_TOLERANCE)
     # No comparisons: the row-level maximum (null when not finite, which disagrees).

@@ -23,7 +23,6 @@ Every ratio is a `Ratio`, None with a zero denominator.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from opseq.corpus import ManifestRow
+from opseq.corpus import ManifestRow, study_mismatch
 from opseq.coverage.index import IndexedModel, ReferenceIndex
 from opseq.coverage.model_coverage import Ratio
 from opseq.coverage.opset_space import default_domain_ops, highest_opset, type_feasible_bigrams
@@ -421,21 +420,6 @@ def _by_outcome(row: ManifestRow) -> bool | None:
     return {Outcome.MISMATCH: True, Outcome.OK: False}.get(row.outcome)
 
 
-def _by_study_rule(row: ManifestRow) -> bool | None:
-    """The study's fixed rule from the stored numbers (as `opseq.corpus` tabulates it)."""
-    if row.outcome not in (Outcome.OK, Outcome.MISMATCH):
-        return None
-    from opseq.difftest.compare import OutputComparison
-    from opseq.tolerance import STUDY_TOLERANCE, is_mismatch
-
-    recorded = row.extra.get("comparisons")
-    if isinstance(recorded, list) and recorded:
-        with contextlib.suppress(AttributeError, KeyError, TypeError, ValueError):
-            return is_mismatch([OutputComparison.from_dict(c) for c in recorded], STUDY_TOLERANCE)
-    # No usable comparisons: the row-level maximum, null when not finite (which disagrees).
-    return row.max_abs_diff is None or row.max_abs_diff >= STUDY_TOLERANCE.atol
-
-
 LABELLINGS: tuple[tuple[str, str, Judge], ...] = (
     (
         "verdict",
@@ -447,7 +431,7 @@ LABELLINGS: tuple[tuple[str, str, Judge], ...] = (
         "study-rule",
         "the study's rule, max abs diff >= 1e-7 or a shape/dtype/NaN disagreement, from the "
         "stored comparisons (models that did not run left out)",
-        _by_study_rule,
+        study_mismatch,
     ),
 )
 
