@@ -39,6 +39,7 @@ from opseq.difftest.campaign import (
 from opseq.outcomes import Outcome
 from opseq.report import format_outcome_table
 from opseq.sources import SOURCES
+from opseq.sources.base import INPUT_STRATEGIES
 
 __all__ = ["register", "run_build", "run_show"]
 
@@ -88,6 +89,28 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
         default=10,
         metavar="K",
         help="random input sets per model (default: 10)",
+    )
+    parser.add_argument(
+        "--input-strategy",
+        choices=INPUT_STRATEGIES,
+        default="normal",
+        help="normal: seeded normals; edge: set 0 normal, the others mix in +-0, subnormals, "
+        "+-inf, NaN, .5 ties, duplicated extremes, values near the float32/float16 and integer "
+        "limits (default: normal)",
+    )
+    parser.add_argument(
+        "--guided",
+        action="store_true",
+        help="synthetic sources: choose each case among candidates by the ops, attribute "
+        "values and op pairs the cases before it did not cover (needs --count)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=_patterns,
+        default=(),
+        metavar="PATTERNS",
+        help="synthetic sources: only ops matching these comma-separated fnmatch patterns, "
+        "e.g. 'Div*,Cast,Gather*'",
     )
     parser.add_argument(
         "--workers",
@@ -153,6 +176,13 @@ def _register_show(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run_show)
 
 
+def _patterns(text: str) -> tuple[str, ...]:
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not patterns:
+        raise argparse.ArgumentTypeError("expected comma-separated op name patterns")
+    return patterns
+
+
 def run_build(args: argparse.Namespace) -> ExitCode:
     """Run one campaign; see the module docstring."""
     config = CampaignConfig(
@@ -171,6 +201,9 @@ def run_build(args: argparse.Namespace) -> ExitCode:
         rtol=args.rtol,
         rule=rule_from_args(args),
         attribute_blame=args.attribute_blame,
+        input_strategy=args.input_strategy,
+        guided=args.guided,
+        ops=args.ops,
     )
     check_campaign(config)
     tasks, skipped = plan_campaign(config)

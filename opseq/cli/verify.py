@@ -38,6 +38,7 @@ from opseq.cli._common import (
     rule_from_args,
     whole_number,
 )
+from opseq.sources.base import INPUT_STRATEGIES
 
 __all__ = ["prepare_verification", "register", "run", "run_verification"]
 
@@ -77,6 +78,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=whole_number(1),
         metavar="K",
         help=f"drawn input sets (default: {_DEFAULT_SETS})",
+    )
+    group.add_argument(
+        "--input-strategy",
+        choices=INPUT_STRATEGIES,
+        metavar="NAME",
+        help="how drawn sets are drawn: normal (seeded normals) or edge (set 0 normal, the "
+        "others mix in +-0, subnormals, +-inf, NaN, .5 ties, duplicated extremes and values "
+        "near the dtype limits) (default: normal)",
     )
     task = parser.add_argument_group("task-level checks")
     task.add_argument(
@@ -155,8 +164,10 @@ def prepare_verification(args: argparse.Namespace):
         arrays = read_npz(args.inputs, flag="--inputs")
         given = plan_from_npz(arrays, declared, path=str(args.inputs))
         check_feeds(given, declared)
-        if args.sets is not None or args.seed is not None:
-            logger.warning("--sets and --seed are ignored: --inputs gives the input sets")
+        if args.sets is not None or args.seed is not None or args.input_strategy is not None:
+            logger.warning(
+                "--sets, --seed and --input-strategy are ignored: --inputs gives the input sets"
+            )
     task_data = None
     if args.data is not None:
         task_data = load_task_data(args.data, declared, batch_size=args.batch_size)
@@ -173,7 +184,8 @@ def run_verification(args: argparse.Namespace, model, external, declared, given,
         source = load_source(args.source)
         count = args.sets or _DEFAULT_SETS
         seed = 0 if args.seed is None else args.seed
-        plan = given or plan_seeded(source, declared, count=count, seed=seed)
+        strategy = args.input_strategy or "normal"
+        plan = given or plan_seeded(source, declared, count=count, seed=seed, strategy=strategy)
         check_feeds(plan, declared)
         logger.info("running %s on %s", args.model, plan.describe())
         return verify(

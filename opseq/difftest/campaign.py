@@ -23,16 +23,25 @@ from opseq.corpus import ManifestRow, ManifestWriter, manifest_path, read_manife
 from opseq.difftest.isolate import Limits, TaskResult, TaskStatus, WorkerPool
 from opseq.errors import ConfigError
 from opseq.outcomes import Outcome, Stage
-from opseq.sources import get_source
+from opseq.sources import Source, get_source
+from opseq.sources.base import check_strategy
 from opseq.strip import strip_weights
 from opseq.tolerance import CalibratedRule, Tolerance
 
-__all__ = ["CampaignConfig", "check_campaign", "iter_campaign", "plan_campaign", "run_case"]
+__all__ = [
+    "CampaignConfig",
+    "check_campaign",
+    "configured_source",
+    "iter_campaign",
+    "plan_campaign",
+    "run_case",
+]
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR = "models"
 LOGS_DIR = "logs"
+GUIDANCE_FILE = "guidance.json"
 # One compute thread per worker, like the oracle's ONNX Runtime sessions: framework and runtime
 # latencies compare like with like, and W workers do not oversubscribe W cores.
 WORKER_ENVIRONMENT = {
@@ -64,6 +73,9 @@ class CampaignConfig:
     rtol: float | None = None
     rule: CalibratedRule | None = field(default_factory=CalibratedRule)  # None: atol/rtol label
     attribute_blame: bool = True
+    input_strategy: str = "normal"
+    guided: bool = False  # choose synthetic cases by the coverage of those chosen before
+    ops: tuple[str, ...] = ()  # restrict a synthetic source's vocabulary (fnmatch patterns)
 
 
 def default_memory_cap(workers: int) -> int:
@@ -87,8 +99,13 @@ def check_campaign(config: CampaignConfig) -> None:
     """
     from opseq.difftest.convert import get_converter
 
-    source = get_source(config.source)
+    source = configured_source(config.source, config.ops)
     converter = get_converter(config.converter)
+    check_strategy(config.input_strategy)
+    if config.guided and config.count is None:
+        raise ConfigError("--guided needs --count: guidance chooses cases one after another")
+    if config.guided and not hasattr(source, "graph"):
+        raise ConfigError(f"--guided applies to synthetic sources, not {config.source!r}")
     if converter.framework != source.framework:
         raise ConfigError(
             f"converter {converter.name!r} converts {converter.framework.value} models; "
@@ -99,10 +116,10 @@ def check_campaign(config: CampaignConfig) -> None:
 
 def plan_campaign(config: CampaignConfig) -> tuple[list[dict[str, Any]], int]:
     """Return the worker tasks still to run, and how many cases the manifest already records."""
-    source = get_source(config.source)
+    source = configured_source(config.source, config.ops)
     done = _recorded_ids(config.out_dir)
     tasks, skipped = [], 0
-    for case_id in source.case_ids(count=config.count, seed=config.seed):
+    for case_id in _case_ids(source, config):
         row_id = _row_id(config, case_id)
         if row_id in done:
             skipped += 1
@@ -131,6 +148,32 @@ def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterat
             yield row
 
 
+def configured_source(name: str, ops: tuple[str, ...] = ()) -> Source:
+    """Return the source `name`, its vocabulary restricted to `ops` when given.
+
+    Raises:
+        ConfigError: Unknown source, a source without a vocabulary to restrict, or patterns no
+            op matches.
+    """
+    source = get_source(name)
+    if not ops:
+        return source
+    restricted = getattr(source, "restricted", None)
+    if restricted is None:
+        raise ConfigError(f"--ops applies to synthetic sources, not {name!r}")
+    return restricted(list(ops))
+
+
+def _case_ids(source: Source, config: CampaignConfig) -> list[str]:
+    if not config.guided:
+        return list(source.case_ids(count=config.count, seed=config.seed))
+    from opseq.sources.synthetic.guided import guided_case_ids
+
+    return guided_case_ids(
+        source, count=config.count, seed=config.seed, state_path=config.out_dir / GUIDANCE_FILE
+    )
+
+
 def _recorded_ids(out_dir: Path) -> set[str]:
     if not manifest_path(out_dir).exists():
         return set()
@@ -156,6 +199,9 @@ def _task(config: CampaignConfig, case_id: str, row_id: str) -> dict[str, Any]:
         "rtol": config.rtol,
         "attribute_blame": config.attribute_blame,
         "rule": None if config.rule is None else config.rule.to_dict(),
+        "input_strategy": config.input_strategy,
+        "guided": config.guided,
+        "ops": list(config.ops),
     }
 
 
@@ -181,7 +227,7 @@ def _row_from_result(result: TaskResult) -> ManifestRow:
 
 
 def _provenance(task: dict[str, Any]) -> dict[str, Any]:
-    keys = ("case", "seed", "n_inputs", "atol", "rtol", "rule")
+    keys = ("case", "seed", "n_inputs", "atol", "rtol", "rule", "input_strategy", "guided", "ops")
     # "opset" is the one the converted model really has (the oracle's); this is the one asked.
     return {**{key: task.get(key) for key in keys}, "opset_requested": task["opset"]}
 
@@ -191,7 +237,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
     from opseq.difftest.convert import get_converter
     from opseq.difftest.oracle import run_difftest
 
-    source = get_source(task["source"])
+    source = configured_source(task["source"], tuple(task.get("ops", ())))
     start = time.perf_counter()
     try:
         case = source.build(task["case"], seed=task["seed"])
@@ -209,6 +255,7 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
         tolerance=Tolerance(atol=task["atol"], rtol=task["rtol"]),
         rule=None if task.get("rule") is None else CalibratedRule.from_dict(task["rule"]),
         attribute_blame=task["attribute_blame"],
+        input_strategy=task.get("input_strategy", "normal"),
     )
     model_path = None
     if result.model is not None:

@@ -1,7 +1,7 @@
 """Converters: strategies that turn a framework model into ONNX, held in a plain dict registry.
 
 Every converter exports with static shapes, taking the example input
-``make_inputs(case.inputs, count=1, seed=EXAMPLE_SEED)[0]``. A converter raises on failure; the
+``case_inputs(case, count=1, seed=EXAMPLE_SEED)[0]``. A converter raises on failure; the
 oracle turns any exception into a ``convert_fail`` outcome. What the exporters warn while they
 work is logged at debug level on this module's logger, and their own loggers are quietened to
 errors for the duration; errors still raise.
@@ -27,7 +27,7 @@ import onnx
 from opseq._optional import import_optional
 from opseq.difftest.execute import import_tensorflow, is_tf_function
 from opseq.errors import ConfigError, MissingDependencyError
-from opseq.sources.base import Framework, ModelCase, make_inputs
+from opseq.sources.base import Framework, ModelCase, case_inputs
 
 __all__ = [
     "CONVERTERS",
@@ -197,7 +197,7 @@ def default_opset(model: onnx.ModelProto) -> int | None:
 
 
 def _torch_example(case: ModelCase, torch) -> tuple[object, tuple[object, ...]]:
-    (feed,) = make_inputs(case.inputs, count=1, seed=EXAMPLE_SEED)
+    (feed,) = case_inputs(case, count=1, seed=EXAMPLE_SEED)
     args = tuple(torch.from_numpy(feed[spec.name]) for spec in case.inputs)
     return case.model.eval(), args
 

@@ -55,7 +55,7 @@ from opseq.difftest.execute import (
 )
 from opseq.errors import ConfigError
 from opseq.outcomes import Blame, Outcome, Stage
-from opseq.sources.base import ModelCase, make_inputs
+from opseq.sources.base import ModelCase, case_inputs, check_strategy
 from opseq.tolerance import CalibratedRule, Tolerance, Verdict, is_mismatch
 
 __all__ = ["BLAME_PAIRS", "DiffTestResult", "StageFailure", "decide_blame", "run_difftest"]
@@ -128,6 +128,7 @@ class DiffTestResult:
         latency_onnxruntime_ms: Median latency of ONNX Runtime (optimised, single-threaded).
         seed: Seed of the input sets.
         n_inputs: Number of input sets.
+        input_strategy: How the input sets were drawn (`opseq.sources.base.INPUT_STRATEGIES`).
         versions: Package versions: onnx, onnxruntime and the converter's.
         durations: Seconds spent per stage: ``convert``, ``load``, ``run``, ``compare``,
             and ``blame``, ``latency`` when they ran.
@@ -154,6 +155,7 @@ class DiffTestResult:
     latency_onnxruntime_ms: float | None = None
     seed: int = 0
     n_inputs: int = 0
+    input_strategy: str = "normal"
     versions: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     blame_evidence: dict[str, Any] = field(default_factory=dict)
@@ -179,6 +181,7 @@ class DiffTestResult:
             "latency_onnxruntime_ms": to_json_float(self.latency_onnxruntime_ms),
             "seed": self.seed,
             "n_inputs": self.n_inputs,
+            "input_strategy": self.input_strategy,
             "versions": dict(self.versions),
             "durations": dict(self.durations),
             "blame_evidence": self.blame_evidence,
@@ -208,6 +211,7 @@ class DiffTestResult:
             latency_onnxruntime_ms=from_json_float(data.get("latency_onnxruntime_ms")),
             seed=int(data.get("seed", 0)),
             n_inputs=int(data.get("n_inputs", 0)),
+            input_strategy=str(data.get("input_strategy", "normal")),
             versions=dict(data.get("versions", {})),
             durations=dict(data.get("durations", {})),
             blame_evidence=dict(data.get("blame_evidence", {})),
@@ -225,6 +229,7 @@ def run_difftest(
     rule: CalibratedRule | None = CalibratedRule(),  # noqa: B008 -- frozen likewise
     attribute_blame: bool = True,
     latency_repeats: int = 5,
+    input_strategy: str = "normal",
 ) -> DiffTestResult:
     """Convert `case` with `converter` and test the ONNX model against the framework.
 
@@ -233,27 +238,30 @@ def run_difftest(
         converter: The converter under test.
         opset: The default-domain opset to ask the converter for.
         n_inputs: How many random input sets to compare on (at least 1).
-        seed: Seed of the input sets (`make_inputs`).
+        seed: Seed of the input sets (`opseq.sources.base.case_inputs`).
         tolerance: The fixed rule; it labels ok/mismatch only when `rule` is None, and its raw
             measurements are kept either way.
         rule: The float64-calibrated rule that labels mismatch = semantic; None for the fixed
             rule alone (no float64 run).
         attribute_blame: Re-run a mismatching model other ways to attribute blame.
         latency_repeats: Timed runs of the first input set, per side; 0 skips timing.
+        input_strategy: How to draw the input sets (`opseq.sources.base.case_inputs`).
 
     Returns:
         The result; failures of the converter, ONNX Runtime or the framework are outcomes.
 
     Raises:
-        ConfigError: If `n_inputs` is below 1.
+        ConfigError: If `n_inputs` is below 1 or `input_strategy` is unknown.
     """
     if n_inputs < 1:
         raise ConfigError(f"n_inputs must be >= 1, got {n_inputs}")
+    check_strategy(input_strategy)
     durations: dict[str, float] = {}
     common: dict[str, Any] = {
         "tolerance": tolerance,
         "seed": seed,
         "n_inputs": n_inputs,
+        "input_strategy": input_strategy,
         "versions": _versions(converter),
         "durations": durations,
     }
@@ -266,7 +274,7 @@ def run_difftest(
     session, error = _attempt(durations, "load", lambda: create_session(model))
     if error is not None:
         return _failed(Outcome.LOAD_FAIL, StageFailure.from_exception(Stage.LOAD, error), common)
-    feeds = make_inputs(case.inputs, count=n_inputs, seed=seed)
+    feeds = case_inputs(case, count=n_inputs, seed=seed, strategy=input_strategy)
     outputs, failure = _run_both(case, session, feeds, durations)
     if failure is not None:
         return _failed(Outcome.RUN_FAIL, failure, common)

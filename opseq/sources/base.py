@@ -13,7 +13,23 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["Framework", "InputSpec", "ModelCase", "Source", "make_inputs"]
+from opseq.errors import ConfigError
+from opseq.sources.edge_values import corner_family, draw_edge
+
+__all__ = [
+    "INPUT_STRATEGIES",
+    "Framework",
+    "InputSpec",
+    "ModelCase",
+    "Source",
+    "case_inputs",
+    "check_strategy",
+    "make_inputs",
+]
+
+INPUT_STRATEGIES = ("normal", "edge")
+"""``normal``: seeded normals (and uniform integers); ``edge``: set 0 normal, the others mixing in
+corner values (`opseq.sources.edge_values`)."""
 
 
 class Framework(str, Enum):
@@ -28,7 +44,10 @@ class InputSpec:
     """One model input: name, static shape, dtype, and the range of random values.
 
     Floating inputs are drawn from a standard normal distribution; integer inputs uniformly from
-    ``[low, high)`` (token ids, class indices); boolean inputs uniformly.
+    ``[low, high)`` (token ids, class indices); boolean inputs uniformly. ``role`` says what an
+    integer input's values mean: ``"index"`` (the default: they must stay within ``[low, high)``,
+    also under the ``edge`` strategy) or ``"data"`` (any value of the dtype is meaningful, so the
+    ``edge`` strategy may feed its extremes).
     """
 
     name: str
@@ -36,6 +55,7 @@ class InputSpec:
     dtype: str = "float32"
     low: int = 0
     high: int = 2
+    role: str = "index"
 
     def to_dict(self) -> dict:
         """Return a JSON-safe dict."""
@@ -45,6 +65,7 @@ class InputSpec:
             "dtype": self.dtype,
             "low": self.low,
             "high": self.high,
+            "role": self.role,
         }
 
 
@@ -65,6 +86,9 @@ class ModelCase:
     inputs: tuple[InputSpec, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
     float64_model: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    input_sets: Callable[[int, int, str], list[dict[str, np.ndarray]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
 
 @runtime_checkable
@@ -84,9 +108,22 @@ class Source(Protocol):
 
 
 def make_inputs(
-    specs: Sequence[InputSpec], *, count: int, seed: int
+    specs: Sequence[InputSpec], *, count: int, seed: int, strategy: str = "normal"
 ) -> list[dict[str, np.ndarray]]:
     """Draw `count` input sets from `seed` (the same seed always gives the same inputs).
+
+    Args:
+        specs: The inputs.
+        count: How many sets.
+        seed: Seed of ``np.random.default_rng``.
+        strategy: One of `INPUT_STRATEGIES`. Under ``edge``, set 0 is the ``normal`` set 0 and
+            the others come from the corner families of `opseq.sources.edge_values`.
+
+    Returns:
+        Input sets, keyed by input name.
+
+    Raises:
+        ConfigError: If `strategy` is unknown.
 
     Examples:
         >>> spec = InputSpec(name="ids", shape=(1, 3), dtype="int64", low=0, high=10)
@@ -95,9 +132,38 @@ def make_inputs(
         ([(1, 3), (1, 3)], 'int64')
         >>> bool((make_inputs([spec], count=2, seed=7)[1]["ids"] == first[1]["ids"]).all())
         True
+        >>> edge = make_inputs([spec], count=4, seed=7, strategy="edge")
+        >>> bool((edge[0]["ids"] == first[0]["ids"]).all()), int(edge[1]["ids"].max()) < 10
+        (True, True)
     """
+    check_strategy(strategy)
     rng = np.random.default_rng(seed)
-    return [{spec.name: _draw(rng, spec) for spec in specs} for _ in range(count)]
+    if strategy == "normal":
+        return [{spec.name: _draw(rng, spec) for spec in specs} for _ in range(count)]
+    normal = [{spec.name: _draw(rng, spec) for spec in specs} for _ in range(min(count, 1))]
+    edge_rng = np.random.default_rng([seed, 0xED6E])
+    return normal + [
+        {spec.name: _draw_edge(edge_rng, spec, corner_family(k)) for spec in specs}
+        for k in range(1, count)
+    ]
+
+
+def check_strategy(strategy: str) -> None:
+    """Raise `ConfigError` unless `strategy` is one of `INPUT_STRATEGIES`."""
+    if strategy not in INPUT_STRATEGIES:
+        raise ConfigError(
+            f"unknown input strategy {strategy!r}; known: {', '.join(INPUT_STRATEGIES)}"
+        )
+
+
+def case_inputs(
+    case: ModelCase, *, count: int, seed: int, strategy: str = "normal"
+) -> list[dict[str, np.ndarray]]:
+    """Return the case's input sets: its own `ModelCase.input_sets`, else `make_inputs`."""
+    check_strategy(strategy)
+    if case.input_sets is not None:
+        return case.input_sets(count, seed, strategy)
+    return make_inputs(case.inputs, count=count, seed=seed, strategy=strategy)
 
 
 def _draw(rng: np.random.Generator, spec: InputSpec) -> np.ndarray:
@@ -107,3 +173,15 @@ def _draw(rng: np.random.Generator, spec: InputSpec) -> np.ndarray:
     if dtype.kind == "b":
         return rng.integers(0, 2, spec.shape).astype(bool)
     return rng.integers(spec.low, spec.high, spec.shape).astype(dtype)
+
+
+def _draw_edge(rng: np.random.Generator, spec: InputSpec, family: str) -> np.ndarray:
+    return draw_edge(
+        rng,
+        shape=spec.shape,
+        dtype=np.dtype(spec.dtype),
+        family=family,
+        low=spec.low,
+        high=spec.high,
+        bounded=spec.role != "data",
+    )

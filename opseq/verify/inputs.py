@@ -83,6 +83,7 @@ class InputPlan:
         origin: ``npz``, ``factory-specs``, ``factory-examples`` or ``onnx-declared``.
         seed: The seed of seeded sets; None for given ones.
         path: The .npz file of given sets, or None.
+        strategy: How seeded sets were drawn (`opseq.sources.base.INPUT_STRATEGIES`).
     """
 
     specs: tuple[InputSpec, ...]
@@ -90,6 +91,7 @@ class InputPlan:
     origin: str
     seed: int | None = None
     path: str | None = None
+    strategy: str = "normal"
 
     def describe(self) -> str:
         """One line: how many sets and where they come from."""
@@ -101,7 +103,8 @@ class InputPlan:
             "factory-examples": "the shapes and dtypes of the factory's example inputs",
             "onnx-declared": "the ONNX model's declared inputs",
         }[self.origin]
-        return f"{count} drawn with seed {self.seed} from {where}"
+        how = "" if self.strategy == "normal" else f" ({self.strategy} values)"
+        return f"{count} drawn with seed {self.seed}{how} from {where}"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-safe dict."""
@@ -109,6 +112,7 @@ class InputPlan:
             "origin": self.origin,
             "sets": len(self.feeds),
             "seed": self.seed,
+            "strategy": self.strategy,
             "path": self.path,
             "specs": [s.to_dict() for s in self.specs],
         }
@@ -245,7 +249,12 @@ def _key_for(name: str, arrays: Mapping[str, np.ndarray]) -> str | None:
 
 
 def plan_seeded(
-    source: SourceModel, declared: Sequence[DeclaredInput], *, count: int, seed: int
+    source: SourceModel,
+    declared: Sequence[DeclaredInput],
+    *,
+    count: int,
+    seed: int,
+    strategy: str = "normal",
 ) -> InputPlan:
     """Seeded input sets from the factory's specs, its examples, or the declared inputs.
 
@@ -259,8 +268,8 @@ def plan_seeded(
         specs, origin = _specs_from_examples(source.examples, declared), "factory-examples"
     else:
         specs, origin = _specs_from_declared(declared), "onnx-declared"
-    feeds = tuple(make_inputs(specs, count=count, seed=seed))
-    return InputPlan(specs=tuple(specs), feeds=feeds, origin=origin, seed=seed)
+    feeds = tuple(make_inputs(specs, count=count, seed=seed, strategy=strategy))
+    return InputPlan(specs=tuple(specs), feeds=feeds, origin=origin, seed=seed, strategy=strategy)
 
 
 def _specs_from_examples(examples, declared: Sequence[DeclaredInput]) -> tuple[InputSpec, ...]:

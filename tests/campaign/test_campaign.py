@@ -92,12 +92,49 @@ def test_campaign_hostile_cases_become_outcomes(tmp_path):
         ),
         (["--source", TINY, "--converter", "onnxmltools"], "unknown converter 'onnxmltools'"),
         (["--source", TINY, "--converter", "tf2onnx"], "converts tensorflow models"),
+        (
+            ["--source", TINY, "--converter", "torch.onnx-torchscript", "--ops", "Div*"],
+            "--ops applies to synthetic sources",
+        ),
+        (
+            ["--source", "synthetic-torch", "--converter", "torch.onnx-torchscript", "--guided"],
+            "--guided needs --count",
+        ),
+        (
+            ["--source", TINY, "--converter", "torch.onnx-torchscript", "--guided", "--count", "2"],
+            "--guided applies to synthetic sources",
+        ),
     ],
 )
 def test_campaign_bad_arguments_exit_2(tmp_path, capsys, args, message):
     assert build(tmp_path, *args) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_campaign_records_the_input_strategy_and_replays_it(tmp_path):
+    from opseq.sources.base import make_inputs
+
+    args = ("--source", TINY, "--converter", "torch.onnx-torchscript", "--workers", "1")
+    assert build(tmp_path, *args, "--count", "1", "--input-strategy", "edge") == 0
+    (row,) = read_manifest(tmp_path)
+    assert row.extra["input_strategy"] == "edge" and row.extra["guided"] is False
+    assert row.outcome.value in ("ok", "mismatch")
+    specs = [_spec(s) for s in row.extra["input_specs"]]
+    sets = make_inputs(specs, count=row.extra["n_inputs"], seed=row.extra["seed"], strategy="edge")
+    assert [s["x"].shape for s in sets] == [(2, 8)] * 3
+
+
+def _spec(data):
+    from opseq.sources.base import InputSpec
+
+    return InputSpec(**{**data, "shape": tuple(data["shape"])})
+
+
+def test_campaign_unknown_input_strategy_exits_2(tmp_path, capsys):
+    code = build(tmp_path, "--source", TINY, "--converter", "tf2onnx", "--input-strategy", "wild")
+    assert code == 2
+    assert "invalid choice: 'wild'" in capsys.readouterr().err
 
 
 def test_campaign_framework_missing_names_extra(tmp_path, capsys, monkeypatch):

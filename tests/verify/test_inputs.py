@@ -182,3 +182,15 @@ def test_read_npz_refuses_bad_files_in_one_line(tmp_path, make, fragment):
         read_npz(make(tmp_path), flag="--inputs")
     message = str(info.value)
     assert fragment in message and "\n" not in message and message.startswith("--inputs ")
+
+
+def test_edge_sets_keep_set_zero_and_reach_the_corners():
+    declared = declared_inputs(relu_model(shape=(16, 16)))
+    normal = plan_seeded(_source(), declared, count=4, seed=2)
+    edge = plan_seeded(_source(), declared, count=4, seed=2, strategy="edge")
+    assert np.array_equal(edge.feeds[0]["x"], normal.feeds[0]["x"])
+    assert np.isnan(edge.feeds[1]["x"]).any() and not np.isnan(normal.feeds[1]["x"]).any()
+    assert edge.to_dict()["strategy"] == "edge"
+    assert edge.describe() == (
+        "4 input sets drawn with seed 2 (edge values) from the ONNX model's declared inputs"
+    )
