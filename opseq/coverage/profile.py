@@ -43,6 +43,7 @@ __all__ = [
     "ITEM_KINDS",
     "NGRAM_LENGTHS",
     "ModelProfile",
+    "float_bin",
     "profile_model",
     "versioned_op",
 ]
@@ -221,7 +222,7 @@ def _attribute_cell(value) -> str:
     if isinstance(value, int):
         return f"={value}"
     if isinstance(value, float):
-        return f"~{_float_bin(value)}"
+        return f"~{float_bin(value)}"
     if isinstance(value, str):
         if value in ("inf", "-inf", "nan"):  # non-finite floats arrive as strings
             return f"~{value}"
@@ -232,7 +233,7 @@ def _attribute_cell(value) -> str:
                 return f"=[{','.join(map(str, value))}]"
             return f"=<{len(value)} ints>"
         if all(isinstance(v, float) for v in value):
-            return f"~[{','.join(_float_bin(v) for v in value[:_INT_LIST_BY_VALUE])}]"
+            return f"~[{','.join(float_bin(v) for v in value[:_INT_LIST_BY_VALUE])}]"
         return f"=<list of {len(value)}>"
     if isinstance(value, dict):
         kind = next(iter(value), "value")
@@ -242,13 +243,13 @@ def _attribute_cell(value) -> str:
     return "=<value>"
 
 
-def _float_bin(value: float) -> str:
+def float_bin(value: float) -> str:
     """The power of ten of a float, with its sign: 0.01 -> ``1e-2``, -300 -> ``-1e2``, 0 -> ``0``.
 
     Examples:
-        >>> [_float_bin(v) for v in (0.01, 0.015, -300.0, 0.0, 1.0)]
+        >>> [float_bin(v) for v in (0.01, 0.015, -300.0, 0.0, 1.0)]
         ['1e-2', '1e-2', '-1e2', '0', '1e0']
-        >>> _float_bin(0.009999999776482582)
+        >>> float_bin(0.009999999776482582)
         '1e-2'
     """
     if value == 0:
