@@ -18,7 +18,17 @@ from opseq.untrusted import escape_controls, escape_lines
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = ("analyze", "coverage", "gate", "render", "corpus", "hypotheses", "verify")
+_SUBCOMMANDS = (
+    "analyze",
+    "coverage",
+    "gate",
+    "render",
+    "corpus",
+    "hypotheses",
+    "verify",
+    "reduce",
+    "findings",
+)
 
 logger = logging.getLogger(__name__)
 
