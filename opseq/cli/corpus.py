@@ -43,6 +43,7 @@ from opseq.sources.base import INPUT_STRATEGIES
 
 __all__ = ["register", "run_build", "run_show"]
 
+FINDINGS_DIR = "findings"
 _CONVERTERS = ("torch.onnx-torchscript", "torch.onnx-dynamo", "tf2onnx")
 
 
@@ -239,12 +240,39 @@ def _progress(rows, *, total: int, counts: Counter[str], quiet: bool):
 
 
 def run_show(args: argparse.Namespace) -> ExitCode:
-    """Print the outcome table of a corpus."""
+    """Print the outcome table of a corpus, and its findings when it has a findings/ ledger."""
     table = tabulate_outcomes(read_manifest(args.corpus))
+    ledger = args.corpus / FINDINGS_DIR
+    findings = _findings(ledger) if ledger.is_dir() else None
     with open_output(args.output) as out:
         if args.format == "json":
-            json.dump(table.to_dict(), out, indent=2)
+            data = table.to_dict()
+            if findings is not None:
+                data["findings"] = [_finding_summary(f) for f in findings]
+            json.dump(data, out, indent=2)
             out.write("\n")
-        else:
-            out.write(format_outcome_table(table, markdown=args.format == "md"))
+            return ExitCode.OK
+        out.write(format_outcome_table(table, markdown=args.format == "md"))
+        if findings is not None:
+            from opseq.reduce.ledger import findings_table
+
+            cases = sum(f.count for f in findings)
+            out.write(f"\nfindings in {ledger}: {len(findings)}, standing for {cases} cases\n")
+            out.write(findings_table(ledger))
     return ExitCode.OK
+
+
+def _findings(ledger: Path) -> list:
+    from opseq.reduce.ledger import read_ledger
+
+    return [e.finding for e in read_ledger(ledger) if e.finding is not None]
+
+
+def _finding_summary(finding) -> dict:
+    return {
+        "finding": finding.slug,
+        "converter": finding.converter,
+        "ops": list(finding.signature.labels),
+        "cases": finding.count,
+        "blame": finding.blame,
+    }
