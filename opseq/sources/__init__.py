@@ -25,7 +25,9 @@ __all__ = [
 
 SOURCES: dict[str, str] = {
     "synthetic-tf": "opseq.sources.synthetic.source:TF_SOURCE",
+    "synthetic-tf-wide": "opseq.sources.synthetic.source:TF_WIDE_SOURCE",
     "synthetic-torch": "opseq.sources.synthetic.source:TORCH_SOURCE",
+    "synthetic-torch-wide": "opseq.sources.synthetic.source:TORCH_WIDE_SOURCE",
     "zoo-keras": "opseq.sources.zoo_keras:SOURCE",
     "zoo-transformers": "opseq.sources.zoo_transformers:SOURCE",
     "zoo-torch": "opseq.sources.zoo_torch:SOURCE",

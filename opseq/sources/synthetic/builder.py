@@ -16,10 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from opseq.sources.synthetic.ops import OPS, TF, OpSpec, TensorType
+from opseq.sources.synthetic.ops import OPS, OpSpec, TensorType
 from opseq.sources.synthetic.ops import vocabulary as op_vocabulary
+from opseq.sources.synthetic.ops.types import BOOL, FLOAT, TF
 
-__all__ = ["SyntheticGraph", "SyntheticNode", "build_chain_graph", "build_graph"]
+__all__ = [
+    "SyntheticGraph",
+    "SyntheticNode",
+    "build_chain_graph",
+    "build_graph",
+    "can_start",
+]
 
 MAX_NUMEL = 16384
 """Largest tensor (in elements) a graph may hold; keeps models fast to run and convert."""
@@ -67,6 +74,29 @@ def _input_type(rng: np.random.Generator, framework: str) -> TensorType:
     height, width = (int(rng.choice((8, 12, 16))) for _ in range(2))
     shape = (1, height, width, channels) if framework == TF else (1, channels, height, width)
     return TensorType(shape=shape)
+
+
+def _wide_input_types(
+    rng: np.random.Generator, framework: str, dtypes: Sequence[str]
+) -> list[TensorType]:
+    """One to three inputs: the first float half of the time, later ones often of its shape.
+
+    Integer inputs are nonnegative half of the time (their values then come from a
+    nonnegative range, `opseq.sources.synthetic.source`).
+    """
+    types: list[TensorType] = []
+    others = [d for d in dtypes if d != FLOAT] or [FLOAT]
+    for i in range(int(rng.integers(1, 4))):
+        if i == 0 and FLOAT in dtypes and rng.integers(2) == 0:
+            dtype = FLOAT
+        else:
+            dtype = str(others[int(rng.integers(len(others)))] if i == 0 else rng.choice(dtypes))
+        shape = _input_type(rng, framework).shape
+        if types and rng.integers(2) == 0:
+            shape = types[0].shape
+        nonneg = dtype == BOOL or (dtype != FLOAT and bool(rng.integers(2)))
+        types.append(TensorType(shape=shape, dtype=dtype, nonneg=nonneg))
+    return types
 
 
 def _valid(t: TensorType) -> bool:
@@ -150,7 +180,13 @@ class _Grower:
 
 
 def build_graph(
-    *, nodes: int, seed: int, framework: str, vocabulary: Sequence[str] | None = None
+    *,
+    nodes: int,
+    seed: int,
+    framework: str,
+    vocabulary: Sequence[str] | None = None,
+    input_dtypes: Sequence[str] = (FLOAT,),
+    patience: int | None = None,
 ) -> SyntheticGraph:
     """Grow a random DAG of exactly `nodes` op instances from `seed`.
 
@@ -161,13 +197,18 @@ def build_graph(
             prefixes of each other.
         framework: ``"torch"`` or ``"tensorflow"`` (selects the vocabulary and the layout).
         vocabulary: Op names to draw from; all ops of `framework` when None.
+        input_dtypes: Dtypes of the graph inputs. The default (float32 alone) draws one or two
+            inputs as version 1 always has; any other draws one to three of these dtypes.
+        patience: Give up after this many ops in a row failed to apply (None: only after
+            ``2000 * nodes`` attempts). A graph that grows is the same whatever the patience.
 
     Returns:
         The graph; its outputs are the node outputs that no node consumes.
 
     Raises:
         ValueError: If `nodes` < 1 or the vocabulary has an op `framework` does not implement.
-        RuntimeError: If the graph cannot grow (an op vocabulary that accepts nothing).
+        RuntimeError: If the graph cannot grow (an op vocabulary that accepts nothing, or
+            nothing for `patience` attempts in a row).
     """
     names = tuple(vocabulary or op_vocabulary(framework))
     if nodes < 1:
@@ -177,15 +218,52 @@ def build_graph(
         raise ValueError(f"ops not available for {framework}: {', '.join(unknown)}")
     rng = np.random.default_rng([seed, nodes])
     grower = _Grower(rng, framework)
-    for _ in range(int(rng.integers(1, 3))):
-        grower.add_input(_input_type(rng, framework))
+    if tuple(input_dtypes) == (FLOAT,):
+        for _ in range(int(rng.integers(1, 3))):
+            grower.add_input(_input_type(rng, framework))
+    else:
+        for t in _wide_input_types(rng, framework, tuple(input_dtypes)):
+            grower.add_input(t)
+    failures = 0
     for _ in range(nodes * _ATTEMPTS_PER_NODE):
         if len(grower.nodes) == nodes:
             return grower.graph(seed)
-        grower.grow(OPS[names[int(rng.integers(len(names)))]])
+        failures = 0 if grower.grow(OPS[names[int(rng.integers(len(names)))]]) else failures + 1
+        if patience is not None and failures >= patience:
+            break
     if len(grower.nodes) == nodes:
         return grower.graph(seed)
     raise RuntimeError(f"cannot grow a {nodes}-node graph from seed {seed} with {names}")
+
+
+def can_start(
+    names: Sequence[str], *, framework: str, input_dtypes: Sequence[str] = (FLOAT,)
+) -> bool:
+    """Whether some op of `names` applies to graph inputs as `build_graph` draws them.
+
+    Tries 64 input draws (from a fixed seed), each op on every arrangement of a draw's inputs.
+
+    Args:
+        names: Op names (all implemented by `framework`).
+        framework: ``"torch"`` or ``"tensorflow"``.
+        input_dtypes: As for `build_graph`.
+
+    Returns:
+        False when no op of `names` can be the first node of a graph.
+    """
+    rng = np.random.default_rng(0)
+    for _ in range(64):
+        if tuple(input_dtypes) == (FLOAT,):
+            types = [_input_type(rng, framework)]
+        else:
+            types = _wide_input_types(rng, framework, tuple(input_dtypes))
+        for name in names:
+            spec = OPS[name]
+            for operands in itertools.product(types, repeat=spec.arity):
+                attrs = spec.sample(rng, operands)
+                if attrs is not None and _valid(spec.infer(operands, attrs)):
+                    return True
+    return False
 
 
 def build_chain_graph(chain: Sequence[str], *, seed: int, framework: str) -> SyntheticGraph:

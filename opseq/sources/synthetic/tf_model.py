@@ -1,7 +1,8 @@
 """Materialise a `SyntheticGraph` as a functional Keras model (Keras 3, TensorFlow backend).
 
 Weightless ops are ``keras.ops`` calls on symbolic tensors (`_FUNCTIONS`, functions of
-``(keras, inputs, attrs)``); ops with weights are Keras layers (`_LAYERS`) with seeded
+``(keras, inputs, attrs)``; the wide vocabulary's ops are in `opseq.sources.synthetic.tf_wide`,
+some as layers around TensorFlow calls); ops with weights are Keras layers (`_LAYERS`) with seeded
 initialisers; ``DepthToSpace``/``SpaceToDepth`` are small layers around ``tf.nn``, and so is
 ``Add``: ``keras.ops.add`` (TensorFlow backend) turns ``add((1, 8), (1, 1, 1, 8))`` into a
 ``bias_add`` with the wrong shape (1, 8), so ``Add`` is a layer around ``tf.add``. No ``Lambda``
@@ -23,6 +24,7 @@ import numpy as np
 
 from opseq._optional import import_optional
 from opseq.sources.synthetic.builder import SyntheticGraph
+from opseq.sources.synthetic.tf_wide import KERAS_FUNCTIONS, TF_CALLS, tf_op_layer
 
 __all__ = ["to_keras_model"]
 
@@ -136,6 +138,7 @@ _FUNCTIONS: dict[str, Any] = {
     "ResizeBilinear": _resize("bilinear"),
     "DepthToSpace": lambda k, x, a: _tf_layers().DepthToSpace(a["block"])(x[0]),
     "SpaceToDepth": lambda k, x, a: _tf_layers().SpaceToDepth(a["block"])(x[0]),
+    **KERAS_FUNCTIONS,
 }
 
 
@@ -182,7 +185,8 @@ def to_keras_model(graph: SyntheticGraph, seed: int):
         ValueError: If an op of `graph` has no Keras implementation here.
     """
     keras = import_optional("keras", extra="tensorflow")
-    missing = sorted({op for op in graph.ops if op not in _FUNCTIONS and op not in _LAYERS})
+    known = _FUNCTIONS.keys() | _LAYERS.keys() | TF_CALLS.keys()
+    missing = sorted({op for op in graph.ops if op not in known})
     if missing:
         raise ValueError(f"no Keras implementation of: {', '.join(missing)}")
     rng = np.random.default_rng(seed)
@@ -196,7 +200,7 @@ def to_keras_model(graph: SyntheticGraph, seed: int):
         return keras.initializers.RandomUniform(-0.1, 0.1, seed=sub)
 
     env = {
-        name: keras.Input(shape=t.shape[1:], batch_size=t.shape[0], name=name)
+        name: keras.Input(shape=t.shape[1:], batch_size=t.shape[0], name=name, dtype=t.dtype)
         for name, t in graph.inputs
     }
     inputs = list(env.values())
@@ -208,6 +212,8 @@ def to_keras_model(graph: SyntheticGraph, seed: int):
             env[node.name] = layer(*args)
             if node.op in ("BatchNormalization", "LayerNorm"):
                 _randomise_norm(layer, rng)
+        elif node.op in TF_CALLS:
+            env[node.name] = tf_op_layer(node)(*args)
         else:
             env[node.name] = _FUNCTIONS[node.op](keras, args, node.attrs)
     outputs = [env[name] for name in graph.outputs]

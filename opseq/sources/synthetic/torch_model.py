@@ -1,6 +1,7 @@
 """Materialise a `SyntheticGraph` as a ``torch.nn.Module``.
 
-Weightless ops are functions of ``(torch, inputs, attrs)`` in `_FUNCTIONS`; ops with weights are
+Weightless ops are functions of ``(torch, inputs, attrs)`` in `_FUNCTIONS` (those of the wide
+vocabulary in `opseq.sources.synthetic.torch_wide`); ops with weights are
 layer factories of ``(nn, attrs)`` in `_LAYERS`, created in node order after
 ``torch.manual_seed(seed)``. Batch and layer normalisations get random affine parameters and
 running statistics from ``np.random.default_rng(seed)``, so they are not identities. Importing
@@ -16,6 +17,7 @@ import numpy as np
 
 from opseq._optional import import_optional
 from opseq.sources.synthetic.builder import SyntheticGraph
+from opseq.sources.synthetic.torch_wide import WIDE_FUNCTIONS
 
 __all__ = ["to_float64_module", "to_torch_module"]
 
@@ -121,6 +123,7 @@ _FUNCTIONS: dict[str, Any] = {
     ),
     "PixelShuffle": lambda t, x, a: t.nn.functional.pixel_shuffle(x[0], a["block"]),
     "PixelUnshuffle": lambda t, x, a: t.nn.functional.pixel_unshuffle(x[0], a["block"]),
+    **WIDE_FUNCTIONS,
 }
 
 
@@ -225,7 +228,7 @@ def _module_class():
             return tuple(env[name] for name in self.graph.outputs)
 
         def _attrs(self, node):
-            if node.op == "Cast" and node.attrs["to"] == "float32":
+            if node.op in ("Cast", "CastWide") and node.attrs["to"] == "float32":
                 return {**node.attrs, "to": self.float_name}
             return node.attrs
 
