@@ -17,9 +17,10 @@ def add_reference_args(parser: argparse.ArgumentParser) -> None:
         "--reference",
         action="append",
         metavar="R",
-        help="a reference: onnx-node-tests, onnx-backend-models, corpus-ok[:DIR], a directory of "
-        ".onnx files or a manifest (DIR/manifest.jsonl[:outcome=ok]); repeat for several "
-        "(default: onnx-node-tests and onnx-backend-models)",
+        help="a reference: onnx-node-tests, onnx-backend-models, torch-opinfo (PyTorch's operator "
+        "samples through the TorchScript exporter; minutes to build once), corpus-ok[:DIR], a "
+        "directory of .onnx files or a manifest (DIR/manifest.jsonl[:outcome=ok]); repeat for "
+        "several (default: onnx-node-tests and onnx-backend-models)",
     )
     group.add_argument(
         "--cache-dir",

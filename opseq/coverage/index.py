@@ -25,7 +25,13 @@ import onnx
 
 from opseq import __version__
 from opseq.coverage.profile import ITEM_KINDS, ModelProfile, profile_model
-from opseq.coverage.references import Member, ReferenceError, ReferenceSpec, resolve_members
+from opseq.coverage.references import (
+    Member,
+    MemberUnavailable,
+    ReferenceError,
+    ReferenceSpec,
+    resolve_members,
+)
 from opseq.errors import OpseqError
 from opseq.graph import build_opgraph
 from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
@@ -162,13 +168,17 @@ def load_reference(
 def _build(
     members: Sequence[Member], limits: Limits, progress
 ) -> tuple[list[ModelProfile], list[tuple[str, str]]]:
-    profiles, failed = [], []
+    profiles, failed, unavailable = [], [], 0
     wrapped = members if progress is None else progress(members, len(members))
     for member in wrapped:
         try:
             profiles.append(_profile(member, limits))
+        except MemberUnavailable:
+            unavailable += 1
         except OpseqError as e:
             failed.append((member.name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    if unavailable:
+        logger.info("%d of %d generated reference models do not exist", unavailable, len(members))
     if failed:
         name, reason = failed[0]
         logger.warning(

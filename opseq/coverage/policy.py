@@ -108,7 +108,7 @@ DEFAULT_REQUIRE = frozenset({"valid", "runnable"})
 _OPSEQ_TOML = "opseq.toml"
 _PYPROJECT = "pyproject.toml"
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-_NAMED_REFERENCES = ("onnx-node-tests", "onnx-backend-models", "corpus-ok")
+_NAMED_REFERENCES = ("onnx-node-tests", "onnx-backend-models", "torch-opinfo", "corpus-ok")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

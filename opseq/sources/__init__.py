@@ -24,6 +24,7 @@ __all__ = [
 ]
 
 SOURCES: dict[str, str] = {
+    "opinfo": "opseq.sources.opinfo:SOURCE",
     "synthetic-tf": "opseq.sources.synthetic.source:TF_SOURCE",
     "synthetic-tf-wide": "opseq.sources.synthetic.source:TF_WIDE_SOURCE",
     "synthetic-torch": "opseq.sources.synthetic.source:TORCH_SOURCE",
