@@ -101,6 +101,10 @@ def test_campaign_hostile_cases_become_outcomes(tmp_path):
             "--guided needs --count",
         ),
         (
+            ["--source", "synthetic-torch-wide", "--converter", "tf2onnx", "--ops", "NoSuchOp*"],
+            "--ops",
+        ),
+        (
             ["--source", TINY, "--converter", "torch.onnx-torchscript", "--guided", "--count", "2"],
             "--guided applies to synthetic sources",
         ),
