@@ -11,7 +11,7 @@ Case ids read ``<op>[.<variant>]@<dtype>#<sample>``, e.g. ``div.floor_rounding@f
 op_db order; dtypes float32, int64 and bool where the op supports them on CPU; the first
 `MAX_SAMPLES_PER_OP` samples of each. Four, because generators list their plain shapes first and
 then broadcast, scalar, empty and keyword variants, so four reach the first of these for most ops
-while keeping the source near 4,000 cases, a few hours per exporter on two cores.
+while keeping the source near 4,600 cases, a few hours per exporter on two cores.
 
 Naming cases imports torch and op_db, unlike other sources: the id list (with the skip list) is
 enumerated once per torch version, one call of each sample generator per dtype, and cached as
