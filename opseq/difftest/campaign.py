@@ -117,7 +117,7 @@ def check_campaign(config: CampaignConfig) -> None:
 def plan_campaign(config: CampaignConfig) -> tuple[list[dict[str, Any]], int]:
     """Return the worker tasks still to run, and how many cases the manifest already records."""
     source = configured_source(config.source, config.ops)
-    done = _recorded_ids(config.out_dir)
+    done = _recorded_ids(config.out_dir, config)
     tasks, skipped = [], 0
     for case_id in _case_ids(source, config):
         row_id = _row_id(config, case_id)
@@ -174,10 +174,25 @@ def _case_ids(source: Source, config: CampaignConfig) -> list[str]:
     )
 
 
-def _recorded_ids(out_dir: Path) -> set[str]:
+def _recorded_ids(out_dir: Path, config: CampaignConfig) -> set[str]:
+    """The row ids already recorded; refuse rows of this campaign recorded with other inputs.
+
+    Row ids name source, case and converter only, so a rerun with another input strategy would
+    otherwise skip every case as done.
+    """
     if not manifest_path(out_dir).exists():
         return set()
-    return {row.id for row in read_manifest(out_dir)}
+    rows = read_manifest(out_dir)
+    for row in rows:
+        if row.source != config.source or row.converter != config.converter:
+            continue
+        strategy = row.extra.get("input_strategy", "normal")
+        if strategy != config.input_strategy:
+            raise ConfigError(
+                f"{out_dir} holds this campaign with --input-strategy {strategy}; "
+                "give another output directory"
+            )
+    return {row.id for row in rows}
 
 
 def _row_id(config: CampaignConfig, case_id: str) -> str:

@@ -135,6 +135,17 @@ def _spec(data):
     return InputSpec(**{**data, "shape": tuple(data["shape"])})
 
 
+def test_campaign_rerun_with_another_input_strategy_is_refused(tmp_path, capsys):
+    args = ("--source", TINY, "--converter", "torch.onnx-torchscript", "--workers", "1")
+    assert build(tmp_path, *args, "--count", "1") == 0
+    capsys.readouterr()
+    assert build(tmp_path, *args, "--input-strategy", "edge") == 2
+    err = capsys.readouterr().err
+    assert "holds this campaign with --input-strategy normal" in err
+    assert len(err.strip().splitlines()) == 1
+    assert len(read_manifest(tmp_path)) == 1
+
+
 def test_campaign_unknown_input_strategy_exits_2(tmp_path, capsys):
     code = build(tmp_path, "--source", TINY, "--converter", "tf2onnx", "--input-strategy", "wild")
     assert code == 2
