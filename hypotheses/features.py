@@ -27,7 +27,7 @@ from opseq.difftest.compare import OutputComparison
 from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs
 from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
-from opseq.loader import load_model
+from opseq.loader import load_model, model_files
 from opseq.ngrams import Ngram, mine_ngrams
 from opseq.outcomes import Outcome
 
@@ -319,7 +319,7 @@ def read_reference_ngrams(
     """
     if not directory.is_dir():
         raise ConfigError(f"{directory}: reference corpus is not a directory")
-    paths = sorted(directory.rglob("*.onnx"))
+    paths = model_files(directory)
     if not paths:
         raise ConfigError(f"{directory}: no .onnx models in the reference corpus")
     found: set[Ngram] = set()

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ __all__ = [
 ]
 
 MANIFEST_NAME = "manifest.jsonl"
+COMPRESSED_SUFFIX = ".gz"
+# A compressed manifest inflates in memory; past this it is refused, so a small bomb stays small.
+MAX_INFLATED_MANIFEST_BYTES = 2 << 30
 _KNOWN_KEYS = (
     "id",
     "model",
@@ -115,8 +119,17 @@ class ManifestRow:
 
 
 def manifest_path(corpus: Path) -> Path:
-    """The manifest of a corpus directory, or the manifest file itself."""
-    return corpus if corpus.is_file() or corpus.suffix == ".jsonl" else corpus / MANIFEST_NAME
+    """The manifest of a corpus directory (plain, else gzip-compressed), or the file itself."""
+    if corpus.is_file() or corpus.name.endswith((".jsonl", COMPRESSED_SUFFIX)):
+        return corpus
+    plain = corpus / MANIFEST_NAME
+    compressed = corpus / (MANIFEST_NAME + COMPRESSED_SUFFIX)
+    return compressed if not plain.exists() and compressed.exists() else plain
+
+
+def is_compressed(path: Path) -> bool:
+    """Whether a manifest is stored gzip-compressed (read-only: campaigns append to plain ones)."""
+    return path.name.endswith(COMPRESSED_SUFFIX)
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
@@ -134,12 +147,30 @@ def read_manifest(path: Path) -> list[ManifestRow]:
     """
     path = manifest_path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_text(path)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: no such manifest") from e
     except OSError as e:
         raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from e
     return list(_parse_lines(path, text))
+
+
+def _read_text(path: Path) -> str:
+    if not is_compressed(path):
+        return path.read_text(encoding="utf-8")
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = stream.decompress(path.read_bytes(), MAX_INFLATED_MANIFEST_BYTES + 1)
+    except zlib.error as e:
+        raise CorpusError(f"{path}: not a valid gzip stream ({e})") from None
+    if len(data) > MAX_INFLATED_MANIFEST_BYTES:
+        raise CorpusError(f"{path}: inflates past {MAX_INFLATED_MANIFEST_BYTES >> 30} GiB")
+    if not stream.eof:
+        raise CorpusError(f"{path}: gzip stream is truncated")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
 
 
 def _parse_lines(path: Path, text: str) -> Iterator[ManifestRow]:

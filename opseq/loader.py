@@ -6,12 +6,16 @@ tensor data is never loaded and no file the model names is ever opened. Parsing 
 memory cap: a few megabytes of empty nested messages expand to gigabytes of parsed objects.
 When protobuf refuses the bytes, opseq says why where it can tell: subgraphs nested deeper than
 protobuf decodes, or out of memory, rather than "not an ONNX model".
+
+A gzip stream (``model.onnx.gz``, as the shipped corpus stores its models) is recognised by its
+magic bytes and inflated incrementally, never past the size limit, so a small bomb stays small.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import zlib
 from pathlib import Path
 
 import onnx
@@ -28,7 +32,11 @@ from opseq.limits import (
     memory_cap,
 )
 
-__all__ = ["load_model", "read_model_file"]
+__all__ = ["MODEL_SUFFIXES", "load_model", "model_files", "read_model_file"]
+
+# What a model file may be called: plain, or gzip-compressed.
+MODEL_SUFFIXES = (".onnx", ".onnx.gz")
+_GZIP_MAGIC = b"\x1f\x8b"
 
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 _FILE_KINDS = (
@@ -67,6 +75,8 @@ def load_model(
     else:
         where = str(source)
         data = read_model_file(Path(source), limits=limits)
+    if data[:2] == _GZIP_MAGIC:
+        data = _inflate(where, data, limits)
     with memory_cap(limits.memory_budget(len(data)), what=where):
         try:
             model = onnx.load_model_from_string(data)
@@ -74,6 +84,12 @@ def load_model(
             raise _refusal(where, data, e, limits) from None
     _check_model_proto(model, where)
     return model
+
+
+def model_files(directory: Path) -> list[Path]:
+    """Every ``*.onnx`` and ``*.onnx.gz`` under `directory`, recursively, sorted; no directories."""
+    found = (p for suffix in MODEL_SUFFIXES for p in directory.rglob(f"*{suffix}"))
+    return sorted(p for p in set(found) if not p.is_dir())
 
 
 def read_model_file(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
@@ -104,6 +120,22 @@ def read_model_file(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     finally:
         os.close(fd)
     return data
+
+
+def _inflate(where: str, data: bytes, limits: Limits) -> bytes:
+    """The bytes of a gzip stream, refused once they pass ``limits.max_model_bytes``."""
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        inflated = stream.decompress(data, limits.max_model_bytes + 1)
+        if len(inflated) > limits.max_model_bytes:
+            raise limit_error(
+                "max_model_bytes", f"{where}: gzip stream inflates", limits.max_model_bytes
+            )
+        if not stream.eof:
+            raise ModelLoadError(f"{where}: gzip stream is truncated")
+    except zlib.error as e:
+        raise ModelLoadError(f"{where}: not a valid gzip stream ({e})") from None
+    return inflated
 
 
 def _read_exactly(fd: int, size: int) -> bytes:

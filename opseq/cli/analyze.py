@@ -1,9 +1,9 @@
 """Analyse the structure of ONNX models: sizes, op histogram, n-grams, dataflow path counts.
 
-Accepts files and directories (searched recursively for *.onnx). External tensor data is never
-read, and models are untrusted input: each is held to the limits below, and one that fails is
-reported on stderr in one line while the others go on. With several models, a corpus summary
-follows the per-model reports; the command exits 1 when some models failed, 2 when all did.
+Accepts files and directories (searched recursively for *.onnx and *.onnx.gz). External tensor
+data is never read, and models are untrusted input: each is held to the limits below, and one that
+fails is reported on stderr in one line while the others go on. With several models, a corpus
+summary follows the per-model reports; the command exits 1 when some models failed, 2 when all did.
 
 Example:
   opseq analyze corpus/examples/resnet_torch.onnx --n 2..4 --top 5
@@ -39,6 +39,7 @@ from opseq.cli._common import (
 )
 from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS
+from opseq.loader import model_files
 from opseq.ngrams import parse_ngram_range
 from opseq.report import format_corpus_summary, format_model_analysis
 from opseq.untrusted import escape_lines
@@ -150,7 +151,7 @@ def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
         if given.is_dir():
             # Everything named *.onnx but directories: the loader refuses FIFOs, devices and
             # broken links with a line each, rather than skipping them unseen.
-            found = sorted(p for p in given.rglob("*.onnx") if not p.is_dir())
+            found = model_files(given)
             if not found:
                 failures.append(
                     _Failure(path=str(given), message=f"{given}: no .onnx files in this directory")

@@ -38,6 +38,7 @@ import onnx
 
 from opseq.corpus import manifest_path, read_manifest
 from opseq.errors import ConfigError, OpseqError
+from opseq.loader import MODEL_SUFFIXES, model_files
 from opseq.untrusted import escape_controls
 
 __all__ = [
@@ -55,7 +56,6 @@ DEFAULT_REFERENCES = ("onnx-node-tests", "onnx-backend-models")
 GENERATED = ("onnx-node-tests", "torch-opinfo")
 NAMED = ("onnx-node-tests", "onnx-backend-models", "torch-opinfo")
 _MANIFEST_FILTERS = ("outcome", "verdict", "converter", "source")
-_MANIFEST_NAME = "manifest.jsonl"
 
 
 class ReferenceError(OpseqError, ValueError):
@@ -105,7 +105,7 @@ class Member:
 def shipped_corpus() -> Path | None:
     """The corpus shipped in opseq's source tree, when opseq runs from a checkout."""
     candidate = Path(__file__).resolve().parents[2] / "corpus"
-    return candidate if (candidate / _MANIFEST_NAME).is_file() else None
+    return candidate if manifest_path(candidate).is_file() else None
 
 
 def parse_reference(text: str) -> ReferenceSpec:
@@ -137,11 +137,11 @@ def parse_reference(text: str) -> ReferenceSpec:
     if (path.is_file() and path.name.endswith(".jsonl")) or filters:
         manifest = path if path.is_file() else _manifest_of(path, text)
         return ReferenceSpec(name=text, kind="manifest", path=manifest, filters=filters)
-    if path.is_dir() and (path / _MANIFEST_NAME).is_file():
-        return ReferenceSpec(name=text, kind="manifest", path=path / _MANIFEST_NAME)
+    if path.is_dir() and manifest_path(path).is_file():
+        return ReferenceSpec(name=text, kind="manifest", path=manifest_path(path))
     if path.is_dir():
         return ReferenceSpec(name=text, kind="directory", path=path)
-    if path.suffix == ".onnx":
+    if path.name.endswith(MODEL_SUFFIXES):
         raise ReferenceError(
             f"reference {escape_controls(text)!r} is one model; a reference is a directory of "
             "models, a manifest, onnx-node-tests, onnx-backend-models, torch-opinfo or corpus-ok"
@@ -202,7 +202,7 @@ def resolve_members(
         members = _file_members(sorted(root.rglob("*.onnx")), root, memo)
     elif spec.kind == "directory":
         assert spec.path is not None
-        members = _file_members(sorted(spec.path.rglob("*.onnx")), spec.path, memo)
+        members = _file_members(model_files(spec.path), spec.path, memo)
     else:
         members = _manifest_members(spec, memo)
     memo.save()

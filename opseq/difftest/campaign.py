@@ -19,7 +19,13 @@ from typing import Any
 
 import onnx
 
-from opseq.corpus import ManifestRow, ManifestWriter, manifest_path, read_manifest
+from opseq.corpus import (
+    ManifestRow,
+    ManifestWriter,
+    is_compressed,
+    manifest_path,
+    read_manifest,
+)
 from opseq.difftest.isolate import Limits, TaskResult, TaskStatus, WorkerPool
 from opseq.errors import ConfigError
 from opseq.outcomes import Outcome, Stage
@@ -180,8 +186,14 @@ def _recorded_ids(out_dir: Path, config: CampaignConfig) -> set[str]:
     Row ids name source, case and converter only, so a rerun with another input strategy would
     otherwise skip every case as done.
     """
-    if not manifest_path(out_dir).exists():
+    manifest = manifest_path(out_dir)
+    if not manifest.exists():
         return set()
+    if is_compressed(manifest):
+        raise ConfigError(
+            f"{manifest} is compressed and read-only; gunzip it (and keep the models) to extend "
+            "this corpus, or give another output directory"
+        )
     rows = read_manifest(out_dir)
     for row in rows:
         if row.source != config.source or row.converter != config.converter:
