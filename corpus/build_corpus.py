@@ -5,6 +5,8 @@
                                                                       # stored measurements
     python corpus/build_corpus.py readme                              # regenerate README.md
     python corpus/build_corpus.py knowledge                           # hypotheses.{json,md}
+    python corpus/build_corpus.py hunt [--workers 2] [--dynamo-count N]  # the guided edge-input
+                                                                      # corpora, compressed
 
 `run` executes each campaign of `CAMPAIGNS` with ``opseq corpus build`` into this directory (cases
 already in the manifest are skipped) and appends its wall time to ``campaigns.jsonl``; `relabel`
@@ -45,6 +47,15 @@ CAMPAIGNS = (
     ("synthetic-torch", "torch.onnx-torchscript"),
     ("synthetic-torch", "torch.onnx-dynamo"),
     ("synthetic-tf", "tf2onnx"),
+)
+
+# The hunting corpora: guided synthetic cases with edge-value inputs, one directory per family
+# (the torch one holds both exporters' conversions of the same cases: twins).
+HUNT_COUNT = 2000
+HUNT_CAMPAIGNS = (
+    ("guided-edge", "synthetic-torch", "torch.onnx-torchscript"),
+    ("guided-edge", "synthetic-torch", "torch.onnx-dynamo"),
+    ("guided-edge-tf", "synthetic-tf", "tf2onnx"),
 )
 
 DIFF_BINS = ((0.0, 1e-7), (1e-7, 1e-5), (1e-5, 1e-3), (1e-3, float("inf")))
@@ -502,6 +513,32 @@ def write_knowledge_base() -> None:
         subprocess.run(command, check=True, cwd=site_packages)
 
 
+def run_hunt(workers: str, dynamo_count: int) -> None:
+    """Run or resume the hunting campaigns, compress them, and write their hypothesis reports."""
+    from opseq.corpus import is_compressed, manifest_path
+    from opseq.corpus_compress import compress_corpus
+
+    for directory, source, converter in HUNT_CAMPAIGNS:
+        out = CORPUS / directory
+        if is_compressed(manifest_path(out)):
+            continue  # finished and compressed: gunzip to extend
+        count = dynamo_count if converter == "torch.onnx-dynamo" else HUNT_COUNT
+        command = ["opseq", "corpus", "build", str(out), "--source", source]
+        command += ["--converter", converter, "--count", str(count), "--guided"]
+        command += ["--input-strategy", "edge", "--workers", workers]
+        subprocess.run(command, check=True)
+    for directory in sorted({d for d, _, _ in HUNT_CAMPAIGNS}):
+        out = CORPUS / directory
+        if not is_compressed(manifest_path(out)):
+            result = compress_corpus(out)
+            print(
+                f"{directory}: {result.models} models, {result.bytes_before:,} -> "
+                f"{result.bytes_after:,} bytes"
+            )
+        command = ["opseq", "hypotheses", str(out), "--format", "md", "-q"]
+        subprocess.run([*command, "-o", str(out / "hypotheses.md")], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -513,7 +550,13 @@ def main() -> None:
     again.add_argument("--min-sets", type=int)
     commands.add_parser("readme", help="regenerate corpus/README.md")
     commands.add_parser("knowledge", help="regenerate hypotheses.json and hypotheses.md")
+    hunt = commands.add_parser("hunt", help="the guided edge-input corpora, compressed")
+    hunt.add_argument("--workers", default=str(os.cpu_count() or 1))
+    hunt.add_argument("--dynamo-count", type=int, default=HUNT_COUNT)
     args = parser.parse_args()
+    if args.command == "hunt":
+        run_hunt(args.workers, args.dynamo_count)
+        return
     if args.command == "knowledge":
         write_knowledge_base()
         return

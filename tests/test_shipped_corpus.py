@@ -59,7 +59,8 @@ def test_shipped_corpus_models_structure_only_and_under_70_mb(rows):
     sample = [row for row in rows if row.model][::97]
     for row in sample:
         assert is_structure_only(onnx.load(CORPUS / row.model, load_external_data=False)), row.id
-    size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file() and "logs" not in p.parts)
+    top = [p for p in CORPUS.rglob("*") if p.is_file() and not p.name.endswith(".gz")]
+    size = sum(p.stat().st_size for p in top if "logs" not in p.parts)
     # 40 MB of structure-only models; the manifest keeps every calibrated measurement (per output
     # and input set, 9 of its 23 MB, 3 MB compressed) so that verdicts are re-derivable.
     assert size < 70e6
@@ -85,3 +86,33 @@ def test_shipped_issue_table_runs_through_the_evolution_test():
     result = opset_evolution(issues)
     assert result.overall.n_groups >= 20 and result.overall.rho is not None
     assert {"incompatibility", "type"} <= set(result.by_cause)
+
+
+@pytest.mark.parametrize(
+    ("directory", "converters"),
+    [
+        ("guided-edge", {"torch.onnx-torchscript": 2000, "torch.onnx-dynamo": 200}),
+        ("guided-edge-tf", {"tf2onnx": 2000}),
+    ],
+)
+def test_shipped_hunting_corpora_are_compressed_guided_edge_campaigns(directory, converters):
+    from opseq.corpus import manifest_path
+    from opseq.loader import load_model
+
+    corpus = CORPUS / directory
+    assert manifest_path(corpus).name == "manifest.jsonl.gz"
+    rows = read_manifest(corpus)
+    assert len({row.id for row in rows}) == len(rows)
+    counts = Counter(row.converter for row in rows)
+    assert all(counts[c] >= n for c, n in converters.items()), counts
+    assert all(r.extra["guided"] and r.extra["input_strategy"] == "edge" for r in rows)
+    for row in rows:
+        if row.model is not None:
+            assert row.model.endswith(".onnx.gz") and (corpus / row.model).is_file(), row.id
+    for row in [row for row in rows if row.model][::211]:
+        assert is_structure_only(load_model(corpus / row.model)), row.id
+
+
+def test_shipped_corpus_stays_under_120_mb():
+    size = sum(p.stat().st_size for p in CORPUS.rglob("*") if p.is_file() and "logs" not in p.parts)
+    assert size < 120e6
