@@ -89,7 +89,7 @@ def load_model(
 def model_files(directory: Path) -> list[Path]:
     """Every ``*.onnx`` and ``*.onnx.gz`` under `directory`, recursively, sorted; no directories."""
     found = (p for suffix in MODEL_SUFFIXES for p in directory.rglob(f"*{suffix}"))
-    return sorted(p for p in set(found) if not p.is_dir())
+    return sorted(p for p in found if not p.is_dir())  # the two patterns never match one name
 
 
 def read_model_file(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> bytes:

@@ -10,7 +10,7 @@ import pytest
 from opseq.cli import main
 from opseq.corpus import CorpusError, read_manifest
 from opseq.corpus_compress import compress_corpus
-from opseq.errors import LimitExceededError, ModelLoadError
+from opseq.errors import ConfigError, LimitExceededError, ModelLoadError
 from opseq.limits import Limits
 from opseq.loader import load_model, model_files
 from tests import models
@@ -115,8 +115,6 @@ def test_compress_corpus_keeps_every_row_and_model(tmp_path, capsys):
 def test_compress_corpus_twice_is_refused_and_a_campaign_will_not_append(tmp_path, capsys):
     _corpus(tmp_path)
     compress_corpus(tmp_path)
-    from opseq.errors import ConfigError
-
     with pytest.raises(ConfigError, match="no plain manifest"):
         compress_corpus(tmp_path)
     code = main(
