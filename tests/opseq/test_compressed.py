@@ -35,9 +35,10 @@ def test_a_gzip_bomb_stops_at_the_size_limit(tmp_path):
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        (gzip.compress(b"x" * 1000)[:20], "gzip stream is truncated"),
+        (gzip.compress(b"x" * 1000, mtime=0)[:20], "gzip stream is truncated"),
         (b"\x1f\x8b" + b"junk" * 10, "not a valid gzip stream"),
     ],
+    ids=["truncated", "not-gzip"],  # byte ids with a gzip timestamp differ between xdist workers
 )
 def test_broken_gzip_is_one_clear_refusal(tmp_path, data, fragment):
     path = tmp_path / "m.onnx.gz"
@@ -139,10 +140,11 @@ def test_compress_corpus_twice_is_refused_and_a_campaign_will_not_append(tmp_pat
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [
-        (gzip.compress(b'{"id": "a"}\n')[:15], "gzip stream is truncated"),
+        (gzip.compress(b'{"id": "a"}\n', mtime=0)[:15], "gzip stream is truncated"),
         (b"\x1f\x8bnot gzip at all", "not a valid gzip stream"),
-        (gzip.compress(b"\xff\xfe\n"), "not UTF-8"),
+        (gzip.compress(b"\xff\xfe\n", mtime=0), "not UTF-8"),
     ],
+    ids=["truncated", "not-gzip", "not-utf8"],
 )
 def test_a_broken_compressed_manifest_is_a_corpus_error(tmp_path, data, fragment):
     (tmp_path / "manifest.jsonl.gz").write_bytes(data)
