@@ -8,6 +8,12 @@ model: nothing is proven) or semantic (it computes something else). Exits 0 when
 passes (ok, numerical; unstable with a warning), 1 for a semantic inconsistency, with a repro
 bundle in ONNX's test_data_set_0 layout, and 2 for unusable input.
 
+With --data x and labels y, --attack fgsm|pgd --eps E crafts L-inf adversarial samples on the
+source model (torch autograd, or tf.GradientTape for Keras), classifies them on both sides and
+answers "is the converted model less robust than the original?" with an exact McNemar test on
+the paired per-sample correctness (yes / no / undetermined; it informs, like the task-level
+checks, and leaves the exit code to the calibrated verdict).
+
 --source is package.module:factory, path/to/file.py:factory (a zero-argument callable returning
 the model, or (model, example_inputs), or (model, [InputSpec, ...])) or a saved .keras file.
 
@@ -38,6 +44,7 @@ from opseq.cli._common import (
     rule_from_args,
     whole_number,
 )
+from opseq.errors import ConfigError
 from opseq.sources.base import INPUT_STRATEGIES
 
 __all__ = ["prepare_verification", "register", "run", "run_verification"]
@@ -45,6 +52,19 @@ __all__ = ["prepare_verification", "register", "run", "run_verification"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_SETS = 10
+# Mirrors opseq.verify.attack, which the parser must not import (it imports no framework, but
+# keeps `opseq --help` from loading the verify package).
+METHODS = ("fgsm", "pgd")
+DEFAULT_PGD_STEPS = 10
+# Files that hold a model without the gradients an attack needs (as opseq runs them).
+_NO_GRADIENTS = {
+    ".onnx": "an ONNX model",
+    ".ort": "an ONNX Runtime model",
+    ".tflite": "a TensorFlow Lite model",
+    ".pb": "a frozen TensorFlow graph",
+    ".mlmodel": "a Core ML model",
+    ".mlpackage": "a Core ML model",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,6 +123,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="samples per batch (default: 64, or the model's fixed batch size)",
     )
+    attack = parser.add_argument_group(
+        "robustness (with --data holding labels 'y'; informs, like the task-level checks)"
+    )
+    attack.add_argument(
+        "--attack",
+        choices=METHODS,
+        metavar="NAME",
+        help="craft L-inf adversarial samples of --data on the source model (fgsm or pgd), "
+        "classify them on both sides, and test whether the export is less robust (exact "
+        "McNemar)",
+    )
+    attack.add_argument(
+        "--eps",
+        type=float,
+        metavar="E",
+        help="the L-inf radius, in the units of 'x' (0 < E <= max(x) - min(x))",
+    )
+    attack.add_argument(
+        "--steps",
+        type=whole_number(1),
+        metavar="S",
+        help=f"PGD's steps (default: {DEFAULT_PGD_STEPS}; an error with fgsm)",
+    )
+    attack.add_argument(
+        "--step-size",
+        type=float,
+        metavar="A",
+        help="PGD's step (default: 2.5 * E / S; an error with fgsm)",
+    )
+    attack.add_argument(
+        "--random-start",
+        action="store_true",
+        help="PGD starts at a uniform draw in the eps-ball, seeded by --attack-seed",
+    )
+    attack.add_argument(
+        "--attack-seed", type=int, metavar="S", help="seed of PGD's random start (default: 0)"
+    )
     repro = parser.add_argument_group("repro bundle (on a semantic verdict)")
     repro.add_argument(
         "--repro",
@@ -152,6 +209,7 @@ def prepare_verification(args: argparse.Namespace):
     from opseq.verify.inputs import check_feeds, declared_inputs, plan_from_npz, read_npz
     from opseq.verify.task import load_task_data
 
+    _check_attack_args(args)
     model = load_model(args.model, limits=limits_from_args(args))
     if is_structure_only(model):
         raise UnsupportedModelError(
@@ -171,7 +229,67 @@ def prepare_verification(args: argparse.Namespace):
     task_data = None
     if args.data is not None:
         task_data = load_task_data(args.data, declared, batch_size=args.batch_size)
+    _attack_spec(args, task_data)  # refuses a bad --eps before the source model is imported
     return model, external, declared, given, task_data
+
+
+def _check_attack_args(args: argparse.Namespace) -> None:
+    """Refuse attack options that cannot work, before anything is read."""
+    attack = getattr(args, "attack", None)
+    if attack is None:
+        given = [
+            flag
+            for flag, value in (
+                ("--eps", getattr(args, "eps", None)),
+                ("--steps", getattr(args, "steps", None)),
+                ("--step-size", getattr(args, "step_size", None)),
+                ("--random-start", getattr(args, "random_start", False) or None),
+                ("--attack-seed", getattr(args, "attack_seed", None)),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ConfigError(f"{given[0]} applies only with --attack fgsm|pgd")
+        return
+    target = args.source.rpartition(":")[0]
+    files = [args.source] + ([target] if "/" in target or Path(target).is_file() else [])
+    suffixes = [Path(p).suffix.lower() for p in files]
+    what = next((_NO_GRADIENTS[x] for x in suffixes if x in _NO_GRADIENTS), None)
+    if what is not None:
+        raise ConfigError(
+            f"--attack needs gradients of the source model from its framework (torch autograd, "
+            f"or TensorFlow for Keras): --source {args.source} is {what}, which has none; give "
+            "the torch or Keras model it was converted from"
+        )
+    if args.attack_seed is not None and not args.random_start:
+        raise ConfigError("--attack-seed seeds --random-start, which was not given")
+    if args.data is None:
+        raise ConfigError(
+            f"--attack {attack} needs --data FILE.npz with samples 'x' and labels 'y'"
+        )
+    if args.eps is None:
+        raise ConfigError(f"--attack {attack} needs --eps E, the L-inf radius in the units of 'x'")
+
+
+def _attack_spec(args: argparse.Namespace, task_data):
+    """The checked attack of `args`, or None without ``--attack``."""
+    if getattr(args, "attack", None) is None:
+        return None
+    from opseq.verify.attack import attack_spec, data_range
+
+    if task_data.y is None:
+        raise ConfigError(
+            f"--attack {args.attack} needs labels: --data {task_data.path} has no array 'y'"
+        )
+    return attack_spec(
+        args.attack,
+        eps=args.eps,
+        clip=data_range(task_data.x),
+        steps=args.steps,
+        step_size=args.step_size,
+        random_start=args.random_start,
+        seed=0 if args.attack_seed is None else args.attack_seed,
+    )
 
 
 def run_verification(args: argparse.Namespace, model, external, declared, given, task_data):
@@ -188,7 +306,7 @@ def run_verification(args: argparse.Namespace, model, external, declared, given,
         plan = given or plan_seeded(source, declared, count=count, seed=seed, strategy=strategy)
         check_feeds(plan, declared)
         logger.info("running %s on %s", args.model, plan.describe())
-        return verify(
+        report, evidence = verify(
             args.model,
             model,
             source,
@@ -199,6 +317,32 @@ def run_verification(args: argparse.Namespace, model, external, declared, given,
             task_data=task_data,
             top_k=args.top_k,
         )
+        spec = _attack_spec(args, task_data)
+        if spec is not None:
+            report = _attack(args, report, model, external, source, plan, task_data, spec)
+        return report, evidence
+
+
+def _attack(args, report, model, external, source, plan, task_data, spec):
+    """The report with its robustness section (`opseq.verify.robustness`)."""
+    import time
+
+    from opseq.difftest.execute import create_session
+    from opseq.sources.base import ModelCase
+    from opseq.verify.external import session_from_path
+    from opseq.verify.robustness import evaluate_robustness
+
+    start = time.perf_counter()
+    logger.info("attacking %s: %s", args.model, spec.describe())
+    # verify() keeps its session to itself; a second one costs a model load, small next to
+    # the attack's gradient passes.
+    session = session_from_path(args.model) if external else create_session(model)
+    case = ModelCase(
+        case_id=source.spec, framework=source.framework, model=source.model, inputs=plan.specs
+    )
+    robustness, _ = evaluate_robustness(case, session, task_data, spec)
+    durations = {**report.durations, "attack": time.perf_counter() - start}
+    return dataclasses.replace(report, robustness=robustness, durations=durations)
 
 
 def _write_bundle(args, report, evidence, model, external):

@@ -5,7 +5,8 @@ Every string that may come from the model (output names, the paths given) is esc
 even escaped, so they become visible ``\x..`` sequences); JSON is escaped by the json module.
 
 JUnit: one ``testsuite`` with one ``testcase`` per output and one for the overall verdict (plus
-one per task-level number with ``--data``, which never fail). A semantic verdict is a
+one per task-level number with ``--data`` and per robustness number with ``--attack``, which
+never fail: they inform, as the exit code does not depend on them). A semantic verdict is a
 ``failure`` whose message and text carry the numbers; ``unstable`` is ``skipped`` (the inputs
 could not judge the conversion); ``ok`` and ``numerical`` pass, with the numbers in
 ``system-out``.
@@ -65,6 +66,8 @@ def render_text(report: VerifyReport) -> str:
     lines += ["", *_output_table(report.outputs)]
     if report.task is not None:
         lines += ["", *_task_lines(report)]
+    if report.robustness is not None:
+        lines += ["", *_robustness_lines(report)]
     if report.repro is not None or report.repro_note is not None:
         where = report.repro or f"not written: {report.repro_note}"
         shown = f" (input set {report.first_semantic_set})" if report.repro else ""
@@ -135,6 +138,27 @@ def _task_lines(report: VerifyReport) -> list[str]:
     return lines
 
 
+def _robustness_lines(report: VerifyReport) -> list[str]:
+    r = report.robustness
+    assert r is not None
+    clean, adversarial, m = r.clean_accuracy, r.adversarial_accuracy, r.mcnemar
+    lines = [
+        f"  robustness {r.attack.describe()}, crafted on the source ({r.scores}), "
+        f"{r.samples} samples",
+        f"    accuracy         clean: source {clean['source']:.2%}, onnx {clean['onnx']:.2%}; "
+        f"adversarial: source {adversarial['source']:.2%}, onnx {adversarial['onnx']:.2%}",
+        f"    agreement        {r.adversarial_agreement:.2%} ({r.adversarial_agreeing}/"
+        f"{r.samples} adversarial samples in the same top-1 class)",
+        f"    transfer gap     {100 * r.transfer_gap:+.2f} percentage points (source "
+        "adversarial accuracy minus onnx)",
+        f"    mcnemar          b = {m.b}, c = {m.c}, exact p = {m.p_value:.4g} "
+        f"(alpha {r.alpha:g}; {r.direction})",
+        f"    less robust      {r.answer}: {_s(r.reason)}",
+    ]
+    lines += [f"    note             {_s(note)}" for note in r.notes]
+    return lines
+
+
 _EVALUATORS = {
     "unoptimised": "unoptimised ONNX Runtime",
     "reference_evaluator": "ONNX reference evaluator",
@@ -160,6 +184,8 @@ def render_junit(report: VerifyReport) -> str:
     cases.append(_overall_case(report, classname))
     if report.task is not None:
         cases += _task_cases(report, classname)
+    if report.robustness is not None:
+        cases += _robustness_cases(report, classname)
     failures = sum(1 for c in cases if c.find("failure") is not None)
     skipped = sum(1 for c in cases if c.find("skipped") is not None)
     counts = {
@@ -231,6 +257,28 @@ def _task_cases(report: VerifyReport, classname: str) -> list[ET.Element]:
             for key, value in task.accuracy.items()
         ]
     return [_case(classname, f"task {name}", Verdict.OK, value) for name, value in values]
+
+
+def _robustness_cases(report: VerifyReport, classname: str) -> list[ET.Element]:
+    r = report.robustness
+    assert r is not None
+    values = [
+        (f"accuracy {phase} {side}", f"{accuracy[side]:.4%}")
+        for phase, accuracy in (
+            ("clean", r.clean_accuracy),
+            ("adversarial", r.adversarial_accuracy),
+        )
+        for side in ("source", "onnx")
+    ]
+    values += [
+        (
+            "adversarial agreement",
+            f"{r.adversarial_agreement:.4%} ({r.adversarial_agreeing}/{r.samples})",
+        ),
+        ("transfer gap", f"{100 * r.transfer_gap:+.4f} percentage points"),
+        ("less robust", f"{r.answer} ({r.direction}): {r.evidence}; {r.attack.describe()}"),
+    ]
+    return [_case(classname, f"robustness {name}", Verdict.OK, value) for name, value in values]
 
 
 def _case(classname: str, name: str, verdict: Verdict, numbers: str) -> ET.Element:

@@ -19,6 +19,7 @@ from opseq.difftest.compare import OutputComparison, to_json_float
 from opseq.outcomes import Blame
 from opseq.tolerance import CalibratedRule, CaseVerdict, Verdict
 from opseq.verify.inputs import InputPlan
+from opseq.verify.robustness import RobustnessReport
 from opseq.verify.task import TaskReport
 
 __all__ = ["SCHEMA_VERSION", "OutputReport", "VerifyReport", "output_reports"]
@@ -129,6 +130,7 @@ class VerifyReport:
         first_semantic_set: The first input set judged semantic (the repro bundle's), or None.
         blame_note: Why blame was not attributed, when it was not.
         task: The task-level checks, with ``--data``.
+        robustness: The adversarial checks, with ``--attack`` (`opseq.verify.robustness`).
         repro: The repro bundle written, or None.
         repro_note: Why no bundle was written although the verdict is semantic.
         notes: Other remarks (external data, inputs passed to the source only, ...).
@@ -145,6 +147,7 @@ class VerifyReport:
     first_semantic_set: int | None = None
     blame_note: str | None = None
     task: TaskReport | None = None
+    robustness: RobustnessReport | None = None
     repro: str | None = None
     repro_note: str | None = None
     notes: tuple[str, ...] = ()
@@ -177,7 +180,11 @@ class VerifyReport:
         return self.calibration.blame
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the JSON document (``schema_version`` 1)."""
+        """Return the JSON document (``schema_version`` 1).
+
+        ``robustness`` is there only with ``--attack``: a key added, so documents without it
+        are what they were.
+        """
         case = self.case
         return {
             "schema_version": SCHEMA_VERSION,
@@ -201,6 +208,7 @@ class VerifyReport:
             "blame_verdicts": dict(self.calibration.blame_verdicts),
             "blame_note": self.blame_note,
             "task": None if self.task is None else self.task.to_dict(),
+            **({} if self.robustness is None else {"robustness": self.robustness.to_dict()}),
             "repro": self.repro,
             "repro_note": self.repro_note,
             "notes": list(self.notes),

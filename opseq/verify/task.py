@@ -31,7 +31,14 @@ from opseq.sources.base import ModelCase
 from opseq.verify._errors import describe
 from opseq.verify.inputs import DeclaredInput, read_npz
 
-__all__ = ["DEFAULT_BATCH_SIZE", "TaskData", "TaskReport", "load_task_data", "run_task"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "TaskData",
+    "TaskReport",
+    "load_task_data",
+    "run_task",
+    "top_classes",
+]
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -138,11 +145,7 @@ def load_task_data(
     x, notes = _fit_samples(where, arrays["x"], item)
     y = arrays.get("y")
     if y is not None:
-        if y.ndim != 1 or y.dtype.kind not in "iu":
-            raise ConfigError(
-                f"{where}: 'y' must be one integer label per sample, got "
-                f"{y.dtype} of shape {list(y.shape)}"
-            )
+        y = _labels(where, y, notes)
         if len(y) != len(x):
             raise ConfigError(f"{where}: 'y' has {len(y)} labels, 'x' has {len(x)} samples")
     fixed = item.shape[0] if item.shape and isinstance(item.shape[0], int) else None
@@ -154,6 +157,26 @@ def load_task_data(
     return TaskData(
         path=str(path), x=x, y=y, batch_size=size, fixed_batch=fixed is not None, notes=tuple(notes)
     )
+
+
+def _labels(where: str, y: np.ndarray, notes: list[str]) -> np.ndarray:
+    """Integer labels; floating labels that are all whole numbers (as some tools save them) too."""
+    if y.ndim != 1 or y.dtype.kind not in "iuf":
+        raise ConfigError(
+            f"{where}: 'y' must be one integer label per sample, got "
+            f"{y.dtype} of shape {list(y.shape)}"
+        )
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y)) & (np.abs(y) < 2**53)
+        if not np.all(whole):
+            bad = int(np.argmin(whole))
+            raise ConfigError(
+                f"{where}: 'y' must be one integer label per sample; it is {y.dtype} and "
+                f"y[{bad}] = {float(y[bad])!r} is not a whole number"
+            )
+        notes.append(f"'y' cast from {y.dtype} to int64 (whole numbers)")
+        y = y.astype(np.int64)
+    return y
 
 
 def _fit_samples(where: str, x: np.ndarray, item: DeclaredInput) -> tuple[np.ndarray, list[str]]:
@@ -191,11 +214,50 @@ def run_task(
         ConfigError: If either side fails on a batch, or the first output is not
             (batch, classes) on both sides.
     """
+    source_top, onnx_top, classes = top_classes(case, session, data, k=k)
+    notes = list(data.notes)
+    if k > classes:
+        notes.append(f"top-{k} asked for, the output has {classes} classes: top-{classes}")
+    return TaskReport(
+        data=data.path,
+        samples=len(data.x),
+        batch_size=data.batch_size,
+        output=output_name,
+        classes=classes,
+        k=min(k, classes),
+        top1_agreeing=int(np.sum(source_top[:, 0] == onnx_top[:, 0])),
+        topk_agreeing=int(np.sum(np.all(np.sort(source_top, 1) == np.sort(onnx_top, 1), 1))),
+        accuracy=None if data.y is None else _accuracy(data, source_top, onnx_top, classes),
+        notes=tuple(notes),
+    )
+
+
+def top_classes(
+    case: ModelCase, session: Any, data: TaskData, *, k: int, x: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The k highest-scoring classes of every sample on both sides, batched as `data` says.
+
+    Args:
+        case: The source model, its one input first in ``case.inputs``.
+        session: The ONNX Runtime session.
+        data: The task data (its batching; its samples unless `x` is given).
+        k: How many classes per sample (at most the number of classes).
+        x: Other samples of the same shape and dtype (adversarial ones), or None.
+
+    Returns:
+        The source's and ONNX Runtime's classes, each (samples, min(k, classes)), best first,
+        and the number of classes.
+
+    Raises:
+        ConfigError: If either side fails on a batch, or the first output is not
+            (batch, classes) on both sides.
+    """
+    samples = data.x if x is None else x
     name = case.inputs[0].name
     top_source, top_onnx = [], []
     classes = None
-    for start in range(0, len(data.x), data.batch_size):
-        chunk = data.x[start : start + data.batch_size]
+    for start in range(0, len(samples), data.batch_size):
+        chunk = samples[start : start + data.batch_size]
         real = len(chunk)
         if data.fixed_batch and real < data.batch_size:
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], data.batch_size - real, 0)])
@@ -217,22 +279,7 @@ def run_task(
             )
         top_source.append(_top(source[:real], min(k, classes)))
         top_onnx.append(_top(onnx[:real], min(k, classes)))
-    source_top, onnx_top = np.concatenate(top_source), np.concatenate(top_onnx)
-    notes = list(data.notes)
-    if classes is not None and k > classes:
-        notes.append(f"top-{k} asked for, the output has {classes} classes: top-{classes}")
-    return TaskReport(
-        data=data.path,
-        samples=len(data.x),
-        batch_size=data.batch_size,
-        output=output_name,
-        classes=int(classes or 0),
-        k=min(k, int(classes or k)),
-        top1_agreeing=int(np.sum(source_top[:, 0] == onnx_top[:, 0])),
-        topk_agreeing=int(np.sum(np.all(np.sort(source_top, 1) == np.sort(onnx_top, 1), 1))),
-        accuracy=None if data.y is None else _accuracy(data, source_top, onnx_top, classes),
-        notes=tuple(notes),
-    )
+    return np.concatenate(top_source), np.concatenate(top_onnx), int(classes or 0)
 
 
 def _first_output(path: str, who: str, runner, target, feed) -> np.ndarray:
