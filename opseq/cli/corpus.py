@@ -4,7 +4,8 @@ A campaign converts every case of a model source with one converter, runs the fr
 Runtime on the same random inputs, and appends one row per case to OUT_DIR/manifest.jsonl (with
 the converted model, structure only, under OUT_DIR/models/). Each case runs in an isolated worker
 with a timeout and a memory cap: crashes, hangs and out-of-memory become outcomes. Rerunning a
-campaign skips the cases already recorded.
+campaign skips the cases already recorded. With --scheduler or --dask the cases run on Dask
+workers (each still isolated there); only this process writes the manifest.
 
 Example:
   opseq corpus build /tmp/zoo-torch --source zoo-torch --converter torch.onnx-dynamo --workers 2
@@ -36,6 +37,7 @@ from opseq.difftest.campaign import (
     iter_campaign,
     plan_campaign,
 )
+from opseq.errors import ConfigError
 from opseq.outcomes import Outcome
 from opseq.report import format_outcome_table
 from opseq.sources import SOURCES
@@ -120,6 +122,7 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
         metavar="W",
         help="worker processes (default: one per core)",
     )
+    _add_dask_args(parser)
     parser.add_argument(
         "--timeout",
         type=float,
@@ -158,6 +161,32 @@ def _register_build(commands: argparse._SubParsersAction) -> None:
     add_rule_args(parser)
     add_verbosity_args(parser)
     parser.set_defaults(run=run_build)
+
+
+def _add_dask_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "Dask distributed (the dask extra; each case still runs isolated, on a worker)"
+    )
+    where = group.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the cases on the workers of this Dask scheduler, e.g. tcp://host:8786 "
+        "(workers need opseq, the converter and its framework; --workers is then unused)",
+    )
+    where.add_argument(
+        "--dask",
+        type=whole_number(1),
+        metavar="N",
+        help="run the cases on a local Dask cluster of N single-threaded workers",
+    )
+    group.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="with --scheduler/--dask: OUT_DIR as the workers see it (a shared file system); "
+        "they write the models there instead of sending them back",
+    )
 
 
 def _register_show(commands: argparse._SubParsersAction) -> None:
@@ -206,7 +235,28 @@ def run_build(args: argparse.Namespace) -> ExitCode:
         guided=args.guided,
         ops=args.ops,
     )
-    check_campaign(config)
+    if args.scheduler is None and args.dask is None:
+        if args.store is not None:
+            raise ConfigError("--store applies with --scheduler or --dask")
+        check_campaign(config)
+        return _build(args, config, lambda tasks: iter_campaign(config, tasks))
+    from opseq.distributed.campaign import campaign_client, check_store, iter_dask_campaign
+
+    check_campaign(config, local=False)
+    check_store(args.store, args.out_dir)
+    # Connected (and the workers checked) before any case is planned or row written.
+    with campaign_client(
+        args.scheduler, local_workers=args.dask, converter=config.converter, store=args.store
+    ) as client:
+        return _build(
+            args,
+            config,
+            lambda tasks: iter_dask_campaign(client, config, tasks, store=args.store),
+        )
+
+
+def _build(args: argparse.Namespace, config: CampaignConfig, run) -> ExitCode:
+    """Plan the campaign, run its cases with `run`, show progress and the outcome counts."""
     tasks, skipped = plan_campaign(config)
     if skipped:
         print(
@@ -214,7 +264,7 @@ def run_build(args: argparse.Namespace) -> ExitCode:
             file=sys.stderr,
         )
     counts: Counter[str] = Counter()
-    rows = iter_campaign(config, tasks)
+    rows = run(tasks)
     for row in _progress(rows, total=len(tasks), counts=counts, quiet=bool(args.quiet)):
         counts[row.outcome.value] += 1
     summary = ", ".join(f"{o.value} {counts[o.value]}" for o in Outcome if counts[o.value])

@@ -27,7 +27,7 @@ from opseq.corpus import (
     read_manifest,
 )
 from opseq.difftest.isolate import Limits, TaskResult, TaskStatus, WorkerPool
-from opseq.errors import ConfigError
+from opseq.errors import ConfigError, MissingDependencyError
 from opseq.outcomes import Outcome, Stage
 from opseq.sources import Source, get_source
 from opseq.sources.base import check_strategy
@@ -40,7 +40,10 @@ __all__ = [
     "configured_source",
     "iter_campaign",
     "plan_campaign",
+    "row_from_result",
     "run_case",
+    "stored_model_path",
+    "write_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -95,18 +98,26 @@ def default_memory_cap(workers: int) -> int:
     return max(1024, int(0.8 * physical / 2**20 / max(1, workers)))
 
 
-def check_campaign(config: CampaignConfig) -> None:
+def check_campaign(config: CampaignConfig, *, local: bool = True) -> None:
     """Fail early, in the parent, on what would make every case fail the same way.
+
+    Args:
+        config: The campaign.
+        local: Whether the cases run on this machine; if not (Dask workers), the converter's
+            framework need not be installed here.
 
     Raises:
         ConfigError: Unknown source or converter, or a converter that does not apply to the
             source's framework, or an unwritable output directory.
-        MissingDependencyError: The converter's framework is not installed.
+        MissingDependencyError: The converter's framework is not installed (checked if local).
     """
-    from opseq.difftest.convert import get_converter
+    from opseq.difftest.convert import CONVERTERS, get_converter
 
     source = configured_source(config.source, config.ops)
-    converter = get_converter(config.converter)
+    if local:
+        converter = get_converter(config.converter)
+    else:  # the framework must be on the Dask workers, not here; an unknown name still raises
+        converter = CONVERTERS.get(config.converter) or get_converter(config.converter)
     check_strategy(config.input_strategy)
     if config.guided and config.count is None:
         raise ConfigError("--guided needs --count: guidance chooses cases one after another")
@@ -149,7 +160,7 @@ def iter_campaign(config: CampaignConfig, tasks: list[dict[str, Any]]) -> Iterat
         ) as pool,
     ):
         for result in pool.map_unordered(tasks):
-            row = _row_from_result(result)
+            row = row_from_result(result)
             writer.append(row)
             yield row
 
@@ -232,7 +243,8 @@ def _task(config: CampaignConfig, case_id: str, row_id: str) -> dict[str, Any]:
     }
 
 
-def _row_from_result(result: TaskResult) -> ManifestRow:
+def row_from_result(result: TaskResult) -> ManifestRow:
+    """The manifest row of a finished task: its payload when done, else a timeout or crash row."""
     task = result.task
     measured = {"peak_rss_mb": result.peak_rss_mb, "duration_s": round(result.duration_s, 3)}
     if result.status is TaskStatus.DONE and result.payload is not None:
@@ -273,9 +285,13 @@ def run_case(task: dict[str, Any]) -> dict[str, Any]:
     except Exception as e:  # a source that cannot build a case is an outcome of the campaign
         return _generate_failure(task, e, time.perf_counter() - start)
     generate_s = time.perf_counter() - start
+    try:
+        converter = get_converter(task["converter"])
+    except MissingDependencyError as e:  # on a Dask worker; a local campaign checks before
+        return _missing_converter(task, e, generate_s)
     result = run_difftest(
         case,
-        get_converter(task["converter"]),
+        converter,
         opset=task["opset"],
         n_inputs=task["n_inputs"],
         seed=task["seed"],
@@ -328,21 +344,48 @@ def _generate_failure(task: dict[str, Any], error: Exception, seconds: float) ->
     ).to_dict()
 
 
+def _missing_converter(
+    task: dict[str, Any], error: MissingDependencyError, seconds: float
+) -> dict[str, Any]:
+    return ManifestRow(
+        id=task["id"],
+        outcome=Outcome.CONVERT_FAIL,
+        converter=task["converter"],
+        source=task["source"],
+        error=f"MissingDependencyError: {error}",
+        extra={
+            **_provenance(task),
+            "stage": Stage.CONVERT.value,
+            "durations": {"generate": seconds},
+        },
+    ).to_dict()
+
+
 def _store_model(model: onnx.ModelProto, task: dict[str, Any]) -> str:
     """Write the converted model under models/ (atomically); return its manifest-relative path."""
     stored = model if task["keep_weights"] else strip_weights(model)
+    relative = stored_model_path(task)
+    write_model(Path(task["out_dir"]) / relative, stored.SerializeToString())
+    return relative
+
+
+def stored_model_path(task: dict[str, Any]) -> str:
+    """Where a task's converted model is stored, relative to the corpus directory."""
     relative = (
         Path(MODELS_DIR)
         / _safe(task["source"])
         / _safe(task["converter"])
         / f"{_safe(task['case'])}.onnx"
     )
-    target = Path(task["out_dir"]) / relative
+    return relative.as_posix()
+
+
+def write_model(target: Path, data: bytes) -> None:
+    """Write a model file atomically: a reader never sees half of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{os.getpid()}.part")
-    partial.write_bytes(stored.SerializeToString())
+    partial.write_bytes(data)
     os.replace(partial, target)
-    return relative.as_posix()
 
 
 def _safe(name: str) -> str:
