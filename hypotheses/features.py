@@ -12,14 +12,13 @@ import functools
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm import tqdm
 
 from opseq.corpus import ManifestRow, manifest_path, read_manifest
 from opseq.difftest.calibration import Calibration
@@ -28,6 +27,8 @@ from opseq.errors import ConfigError, OpseqError
 from opseq.graph import DEFAULT_IGNORED_OPS, build_opgraph, iter_graphs
 from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
 from opseq.loader import load_model, model_files
+from opseq.mining.dask_mining import mine_corpus
+from opseq.mining.index import MiningParams
 from opseq.ngrams import Ngram, mine_ngrams
 from opseq.outcomes import Outcome
 
@@ -240,8 +241,14 @@ def load_corpus(
     sources: Sequence[str] = (),
     progress: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    index: Path | None = None,
+    client: Any = None,
 ) -> StructureTable:
     """Read a corpus manifest and the structure of every labelled model in it.
+
+    With `index`, a model whose content hash is in that Parquet index is read from it instead of
+    mined, and the index is updated with the others (`opseq.mining.index`); with `client`, the
+    models to mine go to a Dask cluster. Either way the table is the same as mining every model.
 
     Args:
         corpus: A corpus directory or its ``manifest.jsonl``.
@@ -252,6 +259,9 @@ def load_corpus(
         sources: Keep only these sources (all when empty).
         progress: Show a progress bar.
         limits: Resource limits per model; a model beyond them is excluded with the reason.
+        index: The corpus index to read and update (`opseq.mining.index.default_index_path`
+            is where the command line keeps it); None mines every model and writes nothing.
+        client: A ``distributed.Client`` to mine on (`opseq.distributed.cluster.connect`).
 
     Returns:
         The table; rows with another outcome, no model file, or an unreadable model are counted
@@ -260,10 +270,12 @@ def load_corpus(
     Raises:
         ConfigError: If the manifest does not exist.
         CorpusError: If a manifest line is invalid.
+        MissingDependencyError: If `index` is given and pyarrow is not installed.
     """
     manifest = manifest_path(corpus)
     rows = read_manifest(manifest)
     outcomes = Counter(row.outcome.value for row in rows)
+    in_corpus = frozenset(r.model for r in rows if r.model is not None)
     rows = [r for r in rows if _selected(r, converters, sources)]
     excluded: Counter[str] = Counter()
     labelled = []
@@ -277,29 +289,54 @@ def load_corpus(
         else:
             labelled.append(row)
     paths = [str(manifest.parent / row.model) for row in labelled]
-    kept_rows, structures = [], []
-    for row, result in zip(
-        labelled, _extract_all(paths, n_max, ignore_ops, jobs, progress, limits), strict=True
-    ):
+    mined = mine_corpus(
+        paths,
+        params=MiningParams(n_max=n_max, ignore_ops=tuple(ignore_ops), limits=limits),
+        names=[row.model for row in labelled],
+        keep=in_corpus,
+        index=index,
+        jobs=jobs,
+        client=client,
+        progress=progress,
+    )
+    kept_rows, kept = [], []
+    for row, result in zip(labelled, mined.results, strict=True):
         if isinstance(result, str):
             excluded[result] += 1
         else:
             kept_rows.append(row)
-            structures.append(result)
+            kept.append(result)
     return StructureTable(
         ids=tuple(r.id for r in kept_rows),
         converters=tuple(r.converter for r in kept_rows),
         sources=tuple(r.source for r in kept_rows),
         groups=tuple(_source_model(r) for r in kept_rows),
-        nodes=np.array([s.nodes for s in structures], dtype=np.int64),
+        nodes=np.array([nodes for nodes, _ in kept], dtype=np.int64),
         outputs=tuple(_output_comparisons(r) for r in kept_rows),
         recorded_mismatch=np.array([r.outcome is Outcome.MISMATCH for r in kept_rows], dtype=bool),
         calibrations=tuple(_calibration(r) for r in kept_rows),
-        presence=presence_matrix(structures),
+        presence=_presence_from_ids(mined.vocabulary, [ids for _, ids in kept]),
         outcomes=dict(outcomes),
         excluded=dict(excluded),
         n_max=n_max,
     )
+
+
+def _presence_from_ids(vocabulary: Sequence[Ngram], rows: Sequence[np.ndarray]) -> PresenceMatrix:
+    """`presence_matrix` of models given as sorted ids into a sorted vocabulary (same result).
+
+    Only the n-grams some row holds become columns, in the vocabulary's (sorted) order.
+    """
+    values = np.concatenate(rows) if rows else np.empty(0, dtype=np.int32)
+    used = np.unique(values)
+    indptr = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([len(ids) for ids in rows], out=indptr[1:])
+    # 32-bit indices: scikit-learn's liblinear refuses 64-bit ones.
+    indices = np.searchsorted(used, values).astype(np.int32)
+    data = np.ones(len(indices), dtype=np.int8)
+    matrix = sp.csr_array((data, indices, indptr), shape=(len(rows), len(used)))
+    matrix.sort_indices()
+    return PresenceMatrix(names=tuple(vocabulary[j] for j in used.tolist()), matrix=matrix)
 
 
 def read_reference_ngrams(
@@ -389,31 +426,6 @@ def _output_comparisons(row: ManifestRow) -> tuple[OutputComparison, ...]:
             actual_dtype="",
         ),
     )
-
-
-def _extract_all(
-    paths: list[str],
-    n_max: int,
-    ignore_ops: Iterable[str],
-    jobs: int,
-    progress: bool,
-    limits: Limits,
-) -> Iterator[ModelStructure | str]:
-    extract = functools.partial(
-        _extract_or_reason, n_max=n_max, ignore_ops=tuple(ignore_ops), limits=limits
-    )
-    pool = ProcessPoolExecutor(max_workers=jobs) if jobs > 1 and len(paths) >= 50 else None
-    if pool is None:
-        results: Iterable = map(extract, paths)
-    else:
-        results = pool.map(extract, paths, chunksize=max(1, len(paths) // (jobs * 8)))
-    try:
-        yield from tqdm(
-            results, total=len(paths), unit="model", disable=None if progress else True, leave=False
-        )
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
 
 
 def _extract_or_reason(

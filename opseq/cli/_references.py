@@ -54,4 +54,5 @@ def references_from_args(args: argparse.Namespace, texts: list[str] | None = Non
         cache_dir=cache_dir_from_args(args),
         limits=limits_from_args(args),
         progress=lambda items, total: progress(items, total=total, quiet=quiet, unit="model"),
+        client=getattr(args, "client", None),
     )

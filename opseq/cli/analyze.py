@@ -5,9 +5,14 @@ data is never read, and models are untrusted input: each is held to the limits b
 fails is reported on stderr in one line while the others go on. With several models, a corpus
 summary follows the per-model reports; the command exits 1 when some models failed, 2 when all did.
 
+With --scheduler ADDRESS (a running Dask scheduler) or --dask N (a local cluster of N workers),
+the models are analysed on the cluster's workers, which read them from their paths (so a remote
+cluster needs the same files at the same paths); the report is the same as without.
+
 Example:
   opseq analyze corpus/examples/resnet_torch.onnx --n 2..4 --top 5
   opseq analyze corpus/examples --format jsonl -o analyses.jsonl --jobs 2
+  opseq analyze corpus/examples --dask 2 --format json -o analyses.json
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import IO
 
 from opseq.analysis import ModelAnalysis, analyze_model, summarize_corpus
+from opseq.cli._cluster import add_cluster_args, cluster_from_args
 from opseq.cli._common import (
     ExitCode,
     add_limit_args,
@@ -91,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="J",
         help="worker processes; 0 = one per core when there are many models (default)",
     )
+    add_cluster_args(parser)
     add_limit_args(parser)
     add_output_args(parser, formats=("text", "json", "jsonl"))
     add_verbosity_args(parser)
@@ -101,6 +108,12 @@ def run(args: argparse.Namespace) -> ExitCode:
     """Analyse the models named by `args`; see the module docstring."""
     paths, failures = _expand_inputs(args.models)
     refuse_overwriting_inputs(args.output, paths)
+    with cluster_from_args(args) as client:
+        args.client = client
+        return _run(args, paths, failures)
+
+
+def _run(args: argparse.Namespace, paths: list[Path], failures: list[_Failure]) -> ExitCode:
     report = _Report(fmt=args.format, top=args.top or None)
     interrupted = False
     with open_output(args.output) as out:
@@ -171,6 +184,11 @@ def _expand_inputs(inputs: Sequence[Path]) -> tuple[list[Path], list[_Failure]]:
 def _analyze_all(paths: list[Path], args: argparse.Namespace) -> Iterator[ModelAnalysis | _Failure]:
     """Analyse in input order; several models go to a process pool (one worker per core)."""
     options = {"n": args.n, "ignore_ops": args.ignore, "limits": limits_from_args(args)}
+    if getattr(args, "client", None) is not None:
+        from opseq.mining.dask_mining import map_ordered
+
+        yield from map_ordered(args.client, _analyze_one, paths, chunk=8, options=options)
+        return
     jobs = _worker_count(args.jobs, len(paths))
     if jobs <= 1:
         yield from (_analyze_one(path, options) for path in paths)

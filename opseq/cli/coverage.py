@@ -13,12 +13,17 @@ distinct n-grams with the number of models, several corpora side by side, and fo
 manifest the study's Table 12 row 3 question: which n-grams of its mismatching models the
 reference (--reference, default onnx-node-tests + onnx-backend-models) never exercises.
 
+A corpus or reference that changed since its cached index profiles only its new and changed
+models (by content digest); --scheduler ADDRESS or --dask N profiles those on a Dask cluster
+(the client sends each model's bytes; the report is the same as profiling here).
+
 Exit codes: 0 measured, 2 unusable input (a model, a reference, an option).
 
 Example:
   opseq coverage corpus/examples/transformer_block_torch.onnx
   opseq coverage model.onnx --reference onnx-node-tests --reference corpus-ok --format json
   opseq coverage --corpus corpus --corpus onnx-node-tests --format html -o coverage.html
+  opseq coverage --corpus corpus --dask 2 --format json -o coverage.json
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from opseq.cli._cluster import add_cluster_args, cluster_from_args
 from opseq.cli._common import (
     ExitCode,
     add_limit_args,
@@ -72,6 +78,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also render the first model with its uncovered bigrams (.svg/.png/.pdf/.dot) and "
         "link it in md output",
     )
+    add_cluster_args(parser)
     add_limit_args(parser)
     add_output_args(parser, formats=("text", "json", "md", "html"))
     add_verbosity_args(parser)
@@ -93,7 +100,9 @@ def run(args: argparse.Namespace) -> ExitCode:
         raise ConfigError("give either MODEL... or --corpus DIR, not both and not neither")
     refuse_overwriting_inputs(args.output, args.models)
     if args.corpus:
-        text = _corpus_report(args)
+        with cluster_from_args(args) as client:
+            args.client = client
+            text = _corpus_report(args)
         with open_output(args.output) as out:
             out.write(text)
         return ExitCode.OK

@@ -7,8 +7,15 @@ n-grams predict mismatch beyond size (cross-validated logistic regression); the 
 and how all this moves with the tolerance. `opseq hypotheses evolution ISSUES.csv` tests the
 study's RQ3: are bigger ONNX opset releases followed by more converter issues?
 
+Mining the models is most of a cold run, so what it finds is kept in a corpus index (Parquet,
+keyed by each model file's SHA-256; default in the user cache directory, --index PATH elsewhere,
+--no-index for none): a second run over an unchanged corpus reads it, and mines only models that
+are new or changed. --scheduler ADDRESS or --dask N mine those on a Dask cluster (the client sends
+each model's bytes; the results are the same as mining here).
+
 Example:
   opseq hypotheses corpus/ --format md -o report.md
+  opseq hypotheses corpus/ --dask 2 --index /tmp/corpus-index.parquet -o report.txt
   opseq hypotheses corpus/ --headroom 16 --reference corpus/examples --format html -o report.html
   opseq hypotheses corpus/ --label fixed --atol 1e-3 --format json -o report.json
   opseq hypotheses evolution corpus/issues/converter_issues.csv --merge-days 30 --drop-last
@@ -25,6 +32,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from opseq.cli._cluster import add_cluster_args, cluster_from_args
 from opseq.cli._common import (
     ExitCode,
     OneLineErrorParser,
@@ -127,6 +135,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--top", type=whole_number(1), default=20, help="rows per table in md/text (default: 20)"
     )
+    index = parser.add_argument_group("corpus index")
+    where = index.add_mutually_exclusive_group()
+    where.add_argument(
+        "--index",
+        type=Path,
+        metavar="PATH",
+        help="the corpus index file to read and update (default: in the user cache directory)",
+    )
+    where.add_argument(
+        "--no-index", action="store_true", help="mine every model; read and write no index"
+    )
+    add_cluster_args(parser)
     add_rule_args(parser, auto=True)
     add_limit_args(parser)
     add_output_args(parser, ("text", "md", "json", "html"))
@@ -186,15 +206,18 @@ def run(args: argparse.Namespace) -> ExitCode:
             args.reference, n_max=n_max, limits=limits
         )
         reference_info = {"path": str(args.reference), "models": models, "unreadable": unreadable}
-    table = load_corpus(
-        args.corpus,
-        n_max=n_max,
-        jobs=args.jobs,
-        converters=sorted(args.converter),
-        sources=sorted(args.source),
-        progress=not args.quiet,
-        limits=limits,
-    )
+    with cluster_from_args(args) as client:
+        table = load_corpus(
+            args.corpus,
+            n_max=n_max,
+            jobs=args.jobs,
+            converters=sorted(args.converter),
+            sources=sorted(args.source),
+            progress=not args.quiet,
+            limits=limits,
+            index=_index_path(args),
+            client=client,
+        )
     config = ReportConfig(
         tolerance=_rule(args, table),
         n_range=args.n,
@@ -214,6 +237,28 @@ def run(args: argparse.Namespace) -> ExitCode:
         )
     _write(args.output, _render(report.to_dict(), args.format, args.top))
     return ExitCode.OK
+
+
+def _index_path(args: argparse.Namespace) -> Path | None:
+    """The corpus index to use: --index, none with --no-index, else the default one.
+
+    The default needs pyarrow (the dask extra's); without it a run mines everything, as before.
+    """
+    if args.no_index:
+        return None
+    if args.index is not None:
+        if args.index.is_dir():
+            raise ConfigError(f"--index {args.index}: is a directory, expected a file path")
+        return args.index
+    from opseq.corpus import manifest_path
+    from opseq.mining.index import default_index_path
+
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        logger.info("pyarrow is not installed: no corpus index")
+        return None
+    return default_index_path(manifest_path(args.corpus))
 
 
 def run_evolution(args: argparse.Namespace) -> ExitCode:

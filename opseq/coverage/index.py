@@ -13,29 +13,24 @@ rebuilt, never trusted.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import onnx
 
 from opseq import __version__
-from opseq.coverage.profile import ITEM_KINDS, ModelProfile, profile_model
-from opseq.coverage.references import (
-    Member,
-    MemberUnavailable,
-    ReferenceError,
-    ReferenceSpec,
-    resolve_members,
-)
-from opseq.errors import OpseqError
-from opseq.graph import build_opgraph
-from opseq.limits import DEFAULT_LIMITS, Limits, memory_cap
-from opseq.loader import load_model
+from opseq.coverage.profile import ITEM_KINDS, ModelProfile
+from opseq.coverage.profiling import profile_members
+from opseq.coverage.references import Member, ReferenceError, ReferenceSpec, resolve_members
+from opseq.limits import DEFAULT_LIMITS, Limits
 from opseq.ngrams import Ngram
 from opseq.untrusted import escape_controls
 
@@ -128,14 +123,20 @@ def load_reference(
     cache_dir: Path | None,
     limits: Limits = DEFAULT_LIMITS,
     progress: Callable[[Iterable[Member], int], Iterable[Member]] | None = None,
+    client: Any = None,
 ) -> ReferenceIndex:
     """Return the index of `spec`, from the cache when a valid entry exists, else built.
+
+    Building reuses the profiles of unchanged models (same content digest) from the spec's
+    previous cached index, and profiles the others here or, with `client`, on a Dask cluster
+    (`opseq.coverage.profiling`).
 
     Args:
         spec: The reference.
         cache_dir: Where indexes are cached (``references/`` inside it); None: no cache.
         limits: Limits applied to each reference model, as to any untrusted model.
         progress: Wraps the members while building (e.g. a progress bar).
+        client: A ``distributed.Client`` to profile the models on.
 
     Raises:
         ReferenceError: If the reference holds no models, or none could be profiled.
@@ -144,7 +145,10 @@ def load_reference(
     folder = None if cache_dir is None else cache_dir / "references"
 
     def rebuild() -> tuple[dict, dict]:
-        profiles, failed = _build(members(), limits, progress)
+        reuse = {} if folder is None else _previous_models(folder, spec, fingerprint)
+        profiles, failed = profile_members(
+            members(), limits, progress=progress, reuse=reuse, client=client
+        )
         if not profiles:
             example = f": {failed[0][0]}: {failed[0][1]}" if failed else ""
             raise ReferenceError(
@@ -152,8 +156,8 @@ def load_reference(
                 f"could be read{escape_controls(example)}"
             )
         summary, models = _encode(spec, fingerprint, profiles, failed)
-        if folder is not None:
-            _write_cached(folder, fingerprint, summary, models)
+        if folder is not None and _write_cached(folder, fingerprint, summary, models):
+            _point_to(folder, spec, fingerprint)
         return summary, models
 
     if folder is not None:
@@ -163,36 +167,6 @@ def load_reference(
     summary, models = rebuild()
     table = _ngram_table(summary)
     return _decode_summary(spec, summary, lambda: _decode_models(models, table), from_cache=False)
-
-
-def _build(
-    members: Sequence[Member], limits: Limits, progress
-) -> tuple[list[ModelProfile], list[tuple[str, str]]]:
-    profiles, failed, unavailable = [], [], 0
-    wrapped = members if progress is None else progress(members, len(members))
-    for member in wrapped:
-        try:
-            profiles.append(_profile(member, limits))
-        except MemberUnavailable:
-            unavailable += 1
-        except OpseqError as e:
-            failed.append((member.name, str(e).splitlines()[0] if str(e) else type(e).__name__))
-    if unavailable:
-        logger.info("%d of %d generated reference models do not exist", unavailable, len(members))
-    if failed:
-        name, reason = failed[0]
-        logger.warning(
-            "%d reference models could not be read, e.g. %s: %s", len(failed), name, reason
-        )
-    return profiles, failed
-
-
-def _profile(member: Member, limits: Limits) -> ModelProfile:
-    data = member.load()
-    model = load_model(data, limits=limits)
-    with memory_cap(limits.memory_budget(len(data)), what=member.name):
-        graph = build_opgraph(model, infer_shapes=True, limits=limits)
-        return profile_model(model, graph, name=member.name, digest=member.digest, limits=limits)
 
 
 # --- the cache format ------------------------------------------------------------------------
@@ -205,7 +179,7 @@ def _profile(member: Member, limits: Limits) -> ModelProfile:
 def _encode(
     spec: ReferenceSpec,
     fingerprint: str,
-    profiles: Sequence[ModelProfile],
+    profiles: Sequence[IndexedModel],
     failed: Sequence[tuple[str, str]],
 ) -> tuple[dict, dict]:
     items: dict[str, dict[str, int]] = {kind: {} for kind in ITEM_KINDS}
@@ -412,7 +386,7 @@ def _read_json(path: Path):
     return json.loads(raw)
 
 
-def _write_cached(folder: Path, fingerprint: str, summary: dict, models: dict) -> None:
+def _write_cached(folder: Path, fingerprint: str, summary: dict, models: dict) -> bool:
     """Write both files atomically; a cache that cannot be written is only a warning."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -430,3 +404,63 @@ def _write_cached(folder: Path, fingerprint: str, summary: dict, models: dict) -
                 raise
     except OSError as e:
         logger.warning("could not cache the reference index in %s: %s", folder, e)
+        return False
+    return True
+
+
+# --- the previous index of a spec, whose unchanged models a rebuild reuses --------------------
+
+
+def _pointer(folder: Path, spec: ReferenceSpec) -> Path:
+    key = json.dumps(spec.to_dict(), sort_keys=True).encode()
+    return folder / f"{hashlib.sha256(key).hexdigest()[:24]}.latest"
+
+
+def _point_to(folder: Path, spec: ReferenceSpec, fingerprint: str) -> None:
+    """Record `fingerprint` as the spec's latest index, and delete the one it replaces."""
+    pointer = _pointer(folder, spec)
+    previous = _read_pointer(pointer)
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".latest-", suffix=".tmp")
+        with os.fdopen(handle, "w") as stream:
+            stream.write(fingerprint)
+        os.replace(temporary, pointer)
+        if previous is not None and previous != fingerprint:
+            for path in _paths(folder, previous):
+                path.unlink(missing_ok=True)
+    except OSError as e:
+        logger.warning("could not record the latest reference index in %s: %s", folder, e)
+
+
+def _read_pointer(pointer: Path) -> str | None:
+    try:
+        with pointer.open("rb") as stream:
+            text = stream.read(65).decode("ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text if _FINGERPRINT.match(text) else None
+
+
+def _previous_models(folder: Path, spec: ReferenceSpec, fingerprint: str) -> dict:
+    """`IndexedModel` by digest from the spec's previous index; empty if there is none usable."""
+    previous = _read_pointer(_pointer(folder, spec))
+    if previous is None or previous == fingerprint:
+        return {}
+    summary_path, models_path = _paths(folder, previous)
+    try:
+        summary = _read_json(summary_path)
+        _check_header(summary, previous)
+        data = _read_json(models_path)
+        _check_header(data, previous)
+        models = _decode_models(data, _ngram_table(summary))
+    except FileNotFoundError:
+        return {}
+    except _UNUSABLE as e:
+        logger.info(
+            "the previous index %s is unusable (%s); profiling every model", summary_path, e
+        )
+        return {}
+    return {m.digest: m for m in models if m.digest is not None}
+
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")

@@ -62,11 +62,17 @@ def load_references(
     cache_dir: Path | None,
     limits: Limits = DEFAULT_LIMITS,
     progress=None,
+    client=None,
 ) -> ReferenceUnion:
-    """Load (or build and cache) each named reference; None: the default reference."""
+    """Load (or build and cache) each named reference; None: the default reference.
+
+    With `client` (a ``distributed.Client``), models to profile are profiled on its cluster.
+    """
     return ReferenceUnion(
         tuple(
-            load_reference(spec, cache_dir=cache_dir, limits=limits, progress=progress)
+            load_reference(
+                spec, cache_dir=cache_dir, limits=limits, progress=progress, client=client
+            )
             for spec in iter_specs(texts)
         )
     )
