@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.metadata
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -64,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("opseq: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED
+    except BrokenPipeError:
+        # The reader left (`opseq ... | head`): not an error of opseq's; say nothing more, and
+        # point stdout at nowhere so the interpreter's final flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return ExitCode.CHECK_FAILED
     except OpseqError as e:
         _report(args, f"opseq: error: {e}")
         return ExitCode.INPUT

@@ -211,3 +211,25 @@ def test_debug_flag_before_or_after_subcommand_shows_traceback(capsys, save, mon
     assert code == 3
     assert "Traceback (most recent call last)" in err and "ZeroDivisionError: boom" in err
     assert err.strip().splitlines()[-1].startswith("opseq: error: ")
+
+
+def test_analyze_into_a_closed_pipe_exits_quietly(tmp_path, save):
+    """`opseq analyze ... | head`: the reader leaves early; no traceback, no "internal error"."""
+    import subprocess
+    import sys
+
+    for i in range(150):  # over 64 KiB of JSON: more than a pipe holds, so the write must fail
+        save(models.diamond(), f"m{i}.onnx")
+    reader = subprocess.Popen(
+        ["head", "-c", "20"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "opseq", "analyze", str(tmp_path), "--format", "json", "-q"],
+        stdout=reader.stdin,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    reader.stdin.close()
+    reader.wait()
+    assert done.returncode == 1 and done.stderr == ""
