@@ -17,3 +17,20 @@ def save(tmp_path: Path):
         return path
 
     return _save
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_of_this_session(tmp_path_factory):
+    """Indexes and trained weights go to a directory of this test session, not the user's cache.
+
+    A test that needs an empty cache sets ``OPSEQ_CACHE_DIR`` itself.
+    """
+    import os
+
+    saved = os.environ.get("OPSEQ_CACHE_DIR")
+    os.environ["OPSEQ_CACHE_DIR"] = str(tmp_path_factory.mktemp("opseq-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("OPSEQ_CACHE_DIR", None)
+    else:
+        os.environ["OPSEQ_CACHE_DIR"] = saved
