@@ -29,6 +29,7 @@ SOURCES: dict[str, str] = {
     "synthetic-tf-wide": "opseq.sources.synthetic.source:TF_WIDE_SOURCE",
     "synthetic-torch": "opseq.sources.synthetic.source:TORCH_SOURCE",
     "synthetic-torch-wide": "opseq.sources.synthetic.source:TORCH_WIDE_SOURCE",
+    "trained": "opseq.sources.trained:SOURCE",
     "zoo-keras": "opseq.sources.zoo_keras:SOURCE",
     "zoo-transformers": "opseq.sources.zoo_transformers:SOURCE",
     "zoo-torch": "opseq.sources.zoo_torch:SOURCE",
