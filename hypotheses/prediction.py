@@ -30,9 +30,10 @@ variance (1/J + n_test/n_train) * s^2 over the J = folds x repeats results, t wi
 from __future__ import annotations
 
 import itertools
+import multiprocessing as mp
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -236,7 +237,7 @@ def prediction_hypothesis(
         folds: Folds per repeat (reduced to the size of the smaller class when needed).
         repeats: Repeats with different shuffles.
         seed: Seed of the shuffles.
-        jobs: Threads fitting folds in parallel (results do not depend on it).
+        jobs: Processes fitting folds in parallel (results do not depend on it).
     """
     y = np.asarray(mismatch, dtype=bool)
     minority = int(min(y.sum(), (~y).sum()))
@@ -259,13 +260,7 @@ def prediction_hypothesis(
     tasks = [(split, name) for split in splits for name in designs]
     group_ids = _group_ids(groups, len(y))
 
-    def run(task):
-        (index, train, test), name = task
-        return _fit_predict(designs[name], y, train, test, group_ids, seed + index)
-
-    # liblinear releases the GIL, so threads fit folds in parallel without copying the designs.
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        results = list(pool.map(run, tasks))
+    results = _run_folds(tasks, (designs, y, group_ids, seed), jobs)
     fold_aucs: dict[str, list[float]] = {name: [] for name in designs}
     chosen: dict[str, list[float]] = {name: [] for name in designs}
     first_repeat: dict[str, np.ndarray] = {name: np.zeros(len(y)) for name in designs}
@@ -336,6 +331,35 @@ def _designs(
         design.indices = design.indices.astype(np.int32)
         design.indptr = design.indptr.astype(np.int32)
     return designs
+
+
+# What forked fold workers read: the designs are inherited, not pickled to each worker.
+_FOLD_STATE: tuple | None = None
+
+
+def _run_folds(tasks: list, state: tuple, jobs: int) -> list[tuple[np.ndarray, float]]:
+    """`_fit_predict` of every task, in forked processes when ``jobs > 1``.
+
+    Not threads: liblinear draws its coordinate order from one generator per process, so fits
+    running side by side in threads interleave their draws and the report changes from run to
+    run. A forked worker owns its generator and each fit reseeds it, so the results do not
+    depend on `jobs` or on the order. Without ``fork`` (Windows, macOS) the folds run here.
+    """
+    global _FOLD_STATE
+    _FOLD_STATE = state
+    try:
+        if jobs <= 1 or len(tasks) <= 1 or "fork" not in mp.get_all_start_methods():
+            return [_fold_task(task) for task in tasks]
+        with ProcessPoolExecutor(min(jobs, len(tasks)), mp_context=mp.get_context("fork")) as pool:
+            return list(pool.map(_fold_task, tasks))
+    finally:
+        _FOLD_STATE = None
+
+
+def _fold_task(task) -> tuple[np.ndarray, float]:
+    designs, y, group_ids, seed = _FOLD_STATE
+    (index, train, test), name = task
+    return _fit_predict(designs[name], y, train, test, group_ids, seed + index)
 
 
 def _fit_predict(
@@ -418,8 +442,15 @@ def _fit(x: sp.csr_array, y: np.ndarray, c: float):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
+    # liblinear's coordinate descent visits rows in a random order; a fixed state makes the
+    # same corpus give the same report byte for byte (None drew from numpy's global state).
     model = LogisticRegression(
-        C=c, solver="liblinear", tol=_TOLERANCE, max_iter=1000, dual=x.shape[1] > x.shape[0]
+        C=c,
+        solver="liblinear",
+        tol=_TOLERANCE,
+        max_iter=1000,
+        dual=x.shape[1] > x.shape[0],
+        random_state=0,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -10,7 +10,12 @@ import scipy.sparse as sp
 
 from hypotheses.features import PresenceMatrix, load_corpus, read_reference_ngrams
 from hypotheses.labels import SWEEP_TOLERANCES, Tolerance, label_mismatches
-from hypotheses.prediction import _splits, corrected_resampled_t, prediction_hypothesis
+from hypotheses.prediction import (
+    _run_folds,
+    _splits,
+    corrected_resampled_t,
+    prediction_hypothesis,
+)
 from hypotheses.table12 import reduce_to_smallest, table12_column
 from opseq.errors import ConfigError
 from tests.hypotheses.planted import comparison, planted_corpus
@@ -155,3 +160,19 @@ def test_reference_ngrams_from_a_directory(tmp_path: Path):
         read_reference_ngrams(tmp_path / "empty")
     with pytest.raises(ConfigError, match="not a directory"):
         read_reference_ngrams(tmp_path / "missing")
+
+
+def test_fold_scores_do_not_depend_on_jobs_or_the_run():
+    # Wider than tall, so liblinear fits the dual, whose coordinate order is random: every fit
+    # must reseed, and fits side by side must not share one generator.
+    rng = np.random.default_rng(3)
+    x = sp.csr_array((rng.random((120, 400)) < 0.05).astype(np.float64))
+    y = rng.random(120) < 0.3
+    y[x[:, [0]].toarray().ravel() > 0] = True
+    splits = [(i, *split) for i, split in enumerate(_splits(y, None, 3, 2, 0))]
+    tasks = [(split, "wide") for split in splits]
+    state = ({"wide": x}, y, np.arange(120), 0)
+    runs = [_run_folds(tasks, state, jobs) for jobs in (1, 1, 2)]
+    for run in runs[1:]:
+        for (scores, c), (first_scores, first_c) in zip(run, runs[0], strict=True):
+            assert c == first_c and np.array_equal(scores, first_scores)
