@@ -42,25 +42,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import gc  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-import numpy as np  # noqa: E402
-import psutil  # noqa: E402
-
 from opseq.difftest.convert import get_converter  # noqa: E402
-from opseq.difftest.execute import create_session, median_latency_ms  # noqa: E402
 from opseq.sources.trained.architectures import ARCHITECTURES  # noqa: E402
 from opseq.sources.trained.datasets import DATASETS, load_dataset  # noqa: E402
+from opseq.sources.trained.quality import SourceQuality, onnx_quality  # noqa: E402
 from opseq.sources.trained.source import FRAMEWORK_IDS, TrainedSource  # noqa: E402
-from opseq.sources.trained.training import predict  # noqa: E402
 
 CONVERTERS = {"torch": ("torch.onnx-torchscript", "torch.onnx-dynamo"), "keras": ("tf2onnx",)}
 OPSET = 17
@@ -70,7 +64,7 @@ FINDINGS = (
     ("robustness", "CoreML models are more vulnerable to adversarial attacks than ONNX ones."),
 )
 
-STAGES = ("training", "conversion", "evaluation", "attack")
+STAGES = ("training", "conversion", "evaluation and attack")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,61 +123,43 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def study_case(source: TrainedSource, case_id: str, args, stages) -> list[dict[str, Any]]:
     """Every row of one trained model: the source, each ONNX conversion, CoreML."""
-    from opseq.verify.attack import attack_spec, craft_adversarial
-
     framework, arch, dataset = case_id.split("/")
-    data = load_dataset(dataset, seed=args.seed)
     t = time.perf_counter()
     case = source.build(case_id, seed=args.seed)
     stages["training"] += time.perf_counter() - t
-    shape = case.inputs[0].shape[1:]
-    x = data.x_test.reshape(len(data.y_test), *shape)
     base = {"framework": framework, "arch": arch, "dataset": dataset, "case": case_id}
-
     t = time.perf_counter()
-    clean_source = predict(framework, case.model, data.x_test, shape)
-    first = x[:1]
-    source_latency = median_latency_ms(
-        lambda: _run_framework(framework, case.model, first), repeats=args.repeats
+    measured = SourceQuality.measure(
+        framework,
+        case.model,
+        load_dataset(dataset, seed=args.seed),
+        case.inputs[0].shape[1:],
+        eps=args.eps,
+        repeats=args.repeats,
     )
-    source_memory = _rss_growth(lambda: predict(framework, case.model, data.x_test, shape))
-    stages["evaluation"] += time.perf_counter() - t
-
-    t = time.perf_counter()
-    clip = (float(min(data.x_train.min(), data.x_test.min())),
-            float(max(data.x_train.max(), data.x_test.max())))  # fmt: skip
-    spec = attack_spec("fgsm", eps=args.eps, clip=clip, seed=args.seed)
-    x_adv = craft_adversarial(
-        case.model, case.framework, x, data.y_test, method="fgsm", eps=args.eps, clip=clip
-    )
-    adv_source = predict(framework, case.model, x_adv.reshape(len(x_adv), -1), shape)
-    stages["attack"] += time.perf_counter() - t
-
+    stages["evaluation and attack"] += time.perf_counter() - t
+    side = measured.to_dict()
     rows = [
         {
             **base,
             "target": framework,
             "converted": True,
-            "accuracy": _accuracy(clean_source, data.y_test),
-            "adversarial_accuracy": _accuracy(adv_source, data.y_test),
-            "latency_ms": {"framework": source_latency},
-            "memory_mb": source_memory,
-            "size_bytes": _framework_size(framework, case.model),
+            "accuracy": side["accuracy"],
+            "adversarial_accuracy": side["adversarial_accuracy"],
+            "latency_ms": {"framework": side["latency_ms"]},
+            "memory_mb": side["memory_mb"],
+            "size_bytes": side["size_bytes"],
             "trained": case.metadata["training"],
         }
     ]
     for converter in CONVERTERS[framework]:
-        evidence = (x, x_adv, data.y_test, clean_source, adv_source, spec)
-        rows.append(_onnx_row(case, converter, evidence, args, stages, base))
+        rows.append(_onnx_row(case, converter, measured, args, stages, base))
     if not args.no_coreml:
         rows.append(_coreml_row(case, stages, base))
     return rows
 
 
-def _onnx_row(case, converter, evidence, args, stages, base):
-    from opseq.verify.robustness import robustness_from_predictions
-
-    x, x_adv, y, clean_source, adv_source, spec = evidence
+def _onnx_row(case, converter, measured: SourceQuality, args, stages, base):
     t = time.perf_counter()
     try:
         model = get_converter(converter).convert(case, opset=OPSET)
@@ -192,34 +168,9 @@ def _onnx_row(case, converter, evidence, args, stages, base):
         return {**base, "target": converter, "converted": False, "error": _first_line(e)}
     stages["conversion"] += time.perf_counter() - t
     t = time.perf_counter()
-    # The unoptimised session first: ONNX Runtime's one-time start-up is not the model's memory.
-    sessions = {"none": create_session(model, optimize=False)}
-    memory = _rss_growth(lambda: sessions.setdefault("all", create_session(model)))
-    name = sessions["all"].get_inputs()[0].name
-    clean = _classify(sessions["all"], name, x)
-    latency = {
-        level: median_latency_ms(lambda s=session: s.run(None, {name: x[:1]}), repeats=args.repeats)
-        for level, session in sessions.items()
-    }
-    memory += _rss_growth(lambda: _classify(sessions["all"], name, x))
-    stages["evaluation"] += time.perf_counter() - t
-    t = time.perf_counter()
-    adv = _classify(sessions["all"], name, x_adv)
-    report = robustness_from_predictions(y, clean_source, clean, adv_source, adv, spec=spec)
-    stages["attack"] += time.perf_counter() - t
-    return {
-        **base,
-        "target": converter,
-        "converted": True,
-        "accuracy": _accuracy(clean, y),
-        "adversarial_accuracy": _accuracy(adv, y),
-        "agreement": float(np.mean(clean == clean_source)),
-        "mcnemar_p": report.mcnemar.p_value,
-        "latency_ms": {"ort_all": latency["all"], "ort_none": latency["none"]},
-        "memory_mb": memory,
-        "size_bytes": model.ByteSize(),
-        "nodes": len(model.graph.node),
-    }
+    quality = onnx_quality(measured, model, repeats=args.repeats)
+    stages["evaluation and attack"] += time.perf_counter() - t
+    return {**base, "target": converter, "converted": True, **quality}
 
 
 def _coreml_row(case, stages, base):
@@ -241,43 +192,6 @@ def _coreml_row(case, stages, base):
         "nodes": len(conversion.ops),
         "predictions": predictions.to_dict(),
     }
-
-
-def _run_framework(framework: str, model, x: np.ndarray):
-    if framework == "torch":
-        import torch
-
-        with torch.no_grad():
-            return model(torch.from_numpy(x))
-    return model(x, training=False)
-
-
-def _classify(session, name: str, x: np.ndarray) -> np.ndarray:
-    return np.array([int(np.argmax(session.run(None, {name: row[None]})[0])) for row in x])
-
-
-def _accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(predicted) == y))
-
-
-def _rss_growth(call) -> float:
-    process = psutil.Process()
-    before = process.memory_info().rss
-    call()
-    return max(0.0, (process.memory_info().rss - before) / 2**20)
-
-
-def _framework_size(framework: str, model) -> int:
-    if framework == "torch":
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(model.state_dict(), buffer)
-        return len(buffer.getvalue())
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.keras"
-        model.save(path)
-        return path.stat().st_size
 
 
 def _first_line(error: Exception) -> str:
@@ -364,9 +278,13 @@ def _row_line(r: dict[str, Any]) -> str:
         notes = f"{t['epochs']} epochs, {'cached' if t['from_cache'] else 'trained'}"
     return (
         f"| {model} | {r['dataset']} | {r['target']} | {r['accuracy']:.4f} "
-        f"| {r['adversarial_accuracy']:.4f} | {lat} | {r['memory_mb']:.1f} "
+        f"| {r['adversarial_accuracy']:.4f} | {lat} | {_memory(r['memory_mb'])} "
         f"| {r['size_bytes'] / 1024:.1f} | {notes} |"
     )
+
+
+def _memory(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:.1f}"
 
 
 def _today(key: str, s: dict[str, Any]) -> str:

@@ -136,6 +136,9 @@ class DiffTestResult:
             ``mismatch`` map each key of `BLAME_PAIRS` (e.g. ``framework_vs_noopt``) to the
             max abs difference and mismatch flag of that pair, or None when not run, and
             ``skipped`` maps ``noopt``/``reference`` to why it did not run.
+        quality: The case's ``quality`` measurement of the converted model (trained sources),
+            or ``{"error": ...}`` when it failed; None when the case has none or the test
+            failed earlier.
         model: The converted model; not serialised by `to_dict`.
     """
 
@@ -159,6 +162,7 @@ class DiffTestResult:
     versions: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
     blame_evidence: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] | None = None
     model: onnx.ModelProto | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +189,7 @@ class DiffTestResult:
             "versions": dict(self.versions),
             "durations": dict(self.durations),
             "blame_evidence": self.blame_evidence,
+            "quality": self.quality,
         }
 
     @classmethod
@@ -215,6 +220,7 @@ class DiffTestResult:
             versions=dict(data.get("versions", {})),
             durations=dict(data.get("durations", {})),
             blame_evidence=dict(data.get("blame_evidence", {})),
+            quality=data.get("quality") if isinstance(data.get("quality"), dict) else None,
         )
 
 
@@ -311,7 +317,18 @@ def run_difftest(
             calibration=calibration,
         )
     latencies = _latencies(case, session, feeds[:1], latency_repeats, durations)
-    return DiffTestResult(**result, **latencies, **common)
+    quality = _quality(case, model, durations)
+    return DiffTestResult(**result, **latencies, quality=quality, **common)
+
+
+def _quality(case: ModelCase, model: onnx.ModelProto, durations) -> dict[str, Any] | None:
+    """The case's own measurement of the converted model; a failure of it is recorded."""
+    if case.quality is None:
+        return None
+    value, error = _attempt(durations, "quality", lambda: case.quality(model))
+    if error is not None:
+        return {"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
+    return value
 
 
 def _attempt(

@@ -77,7 +77,9 @@ class ModelCase:
     order) or a Keras model (called with the list of inputs in order). Its outputs, flattened in
     order, correspond to the ONNX graph outputs. ``float64_model``, when given, builds the same
     model computing in float64 with the same weights (`opseq.difftest.float64` makes one
-    generically otherwise).
+    generically otherwise). ``quality``, when given, measures a converted ``onnx.ModelProto``
+    at the task the model was trained for (trained sources: accuracy, robustness, cost) and
+    returns a JSON-safe dict that a campaign records as the row's ``quality``.
     """
 
     case_id: str
@@ -89,6 +91,7 @@ class ModelCase:
     input_sets: Callable[[int, int, str], list[dict[str, np.ndarray]]] | None = field(
         default=None, repr=False, compare=False
     )
+    quality: Callable[[Any], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
 
 @runtime_checkable

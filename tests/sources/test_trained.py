@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import numpy as np
+import onnx
 import pytest
 
 from opseq.cli import main
@@ -252,6 +253,68 @@ def test_campaign_converts_a_trained_case(tmp_path, monkeypatch, capsys, source,
     assert 0.9 <= row["metadata"]["test_accuracy"] <= 1.0
     assert row["input_specs"][0]["shape"] == [1, 64]
     assert os.listdir(tmp_path / "cache" / "trained")
+    source_side, onnx_side = row["quality"]["source"], row["quality"]["onnx"]
+    assert source_side["samples"] == 360 and source_side["attack"]["method"] == "fgsm"
+    assert round(source_side["accuracy"], 6) == row["metadata"]["test_accuracy"]
+    assert onnx_side["accuracy"] == source_side["accuracy"]
+    assert source_side["adversarial_accuracy"] < source_side["accuracy"]
+    assert onnx_side["adversarial_accuracy"] == source_side["adversarial_accuracy"]
+    assert onnx_side["agreement"] == 1.0 and onnx_side["mcnemar_p"] == 1.0
+    assert set(onnx_side["latency_ms"]) == {"ort_all", "ort_none"}
+    assert onnx_side["size_bytes"] == row["onnx_size"] and source_side["size_bytes"] > 0
+
+
+def test_quality_compares_source_and_conversion_on_the_whole_test_split(tmp_path):
+    import torch
+
+    from opseq.difftest.convert import get_converter
+    from opseq.sources.trained.quality import accuracy
+
+    source = TrainedSource(config=TINY, cache_dir=tmp_path)
+    case = source.build("torch/mlp/wine", seed=0)
+    model = get_converter("torch.onnx-torchscript").convert(case, opset=17)
+    quality = case.quality(model)
+    data = load_dataset("wine", seed=0)
+    with torch.no_grad():
+        expected = case.model(torch.from_numpy(data.x_test)).numpy().argmax(axis=1)
+    assert quality["source"]["accuracy"] == accuracy(expected, data.y_test)
+    assert quality["onnx"]["accuracy"] == quality["source"]["accuracy"]
+    assert quality["onnx"]["nodes"] == len(model.graph.node)
+    # a model that always answers class 0 loses accuracy, and McNemar sees it
+    constant = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Constant", [], ["y"], value_floats=[1.0, 0.0, 0.0])],
+            "constant",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 13])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3])],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", 17)],
+    )
+    worse = case.quality(constant)["onnx"]
+    assert worse["accuracy"] == pytest.approx(float(np.mean(data.y_test == 0)))
+    assert worse["agreement"] < 1 and worse["mcnemar_p"] < 0.05
+
+
+def test_a_failing_quality_measurement_is_recorded_not_raised():
+    import torch
+
+    from opseq.difftest.convert import get_converter
+    from opseq.difftest.oracle import run_difftest
+    from opseq.sources.base import InputSpec
+
+    def broken(model):
+        raise RuntimeError("no test split")
+
+    case = ModelCase(
+        case_id="linear",
+        framework=Framework.TORCH,
+        model=torch.nn.Linear(3, 2).eval(),
+        inputs=(InputSpec(name="x", shape=(1, 3), dtype="float32"),),
+        quality=broken,
+    )
+    result = run_difftest(case, get_converter("torch.onnx-torchscript"), n_inputs=2)
+    assert result.outcome.value == "ok"
+    assert result.to_dict()["quality"] == {"error": "RuntimeError: no test split"}
 
 
 @pytest.mark.slow

@@ -4,7 +4,10 @@ Random weights make a network whose outputs need not mean anything; a converter 
 accuracy on a trained classifier is what a deployment cares about. This source trains each case
 on a bundled scikit-learn dataset (`opseq.sources.trained.datasets`) on first use, caches the
 weights (`opseq.sources.trained.training`), and feeds campaigns rows of the test split instead of
-random normals, so a differential test runs the model where it was trained to work.
+random normals, so a differential test runs the model where it was trained to work. Each case
+also measures its conversion at the task (`opseq.sources.trained.quality`: clean and FGSM
+accuracy of source and conversion, latency, memory, size), which a campaign row records as
+``quality``.
 
 Case ids are ``<framework>/<architecture>/<dataset>``: ``torch/lenet5/digits``,
 ``keras/gru/wine``. A campaign converts one framework's models, so a source object lists one
@@ -24,6 +27,7 @@ import numpy as np
 from opseq.sources.base import Framework, InputSpec, ModelCase, make_inputs
 from opseq.sources.trained.architectures import ARCHITECTURES
 from opseq.sources.trained.datasets import DATASETS, Dataset, load_dataset
+from opseq.sources.trained.quality import DEFAULT_EPS, SourceQuality, onnx_quality
 from opseq.sources.trained.training import TrainConfig, train
 
 __all__ = ["FRAMEWORK_IDS", "KERAS_SOURCE", "SOURCE", "TrainedSource", "parse_case_id"]
@@ -67,18 +71,23 @@ class TrainedSource:
         framework: The framework whose cases `case_ids` lists.
         config: How the networks are trained.
         cache_dir: Root of the weight cache; the default cache directory when None.
+        eps: The FGSM radius of each case's quality measurement (standardised units).
         name: ``trained``.
     """
 
     framework: Framework = Framework.TORCH
     config: TrainConfig = field(default_factory=TrainConfig)
     cache_dir: Path | None = None
+    eps: float = DEFAULT_EPS
     name: str = "trained"
 
     def for_framework(self, framework: Framework) -> TrainedSource:
         """The same source listing `framework`'s cases."""
         return TrainedSource(
-            framework=Framework(framework), config=self.config, cache_dir=self.cache_dir
+            framework=Framework(framework),
+            config=self.config,
+            cache_dir=self.cache_dir,
+            eps=self.eps,
         )
 
     def case_ids(self, *, count: int | None = None, seed: int = 0) -> Sequence[str]:
@@ -103,8 +112,9 @@ class TrainedSource:
             seed: Seed of the split, the initial weights and the batch order.
 
         Returns:
-            The model in eval mode, its input ``x`` of shape ``(1, *sample)`` float32, and
-            metadata holding ``test_accuracy``.
+            The model in eval mode, its input ``x`` of shape ``(1, *sample)`` float32,
+            metadata holding ``test_accuracy``, and the ``quality`` hook that measures a
+            converted model (`opseq.sources.trained.quality`).
 
         Raises:
             KeyError: If `case_id` is not a case of this source.
@@ -115,11 +125,23 @@ class TrainedSource:
             framework, arch, data, seed=seed, config=self.config, cache_dir=self.cache_dir
         )
         spec = InputSpec(name=INPUT_NAME, shape=(1, *trained.sample_shape), dtype="float32")
+        measured: dict[str, SourceQuality] = {}
+
+        def quality(onnx_model) -> dict:
+            # The source side is measured once per case, whatever number of conversions.
+            if "source" not in measured:
+                measured["source"] = SourceQuality.measure(
+                    framework, trained.model, data, trained.sample_shape, eps=self.eps
+                )
+            source = measured["source"]
+            return {"source": source.to_dict(), "onnx": onnx_quality(source, onnx_model)}
+
         return ModelCase(
             case_id=case_id,
             framework=FRAMEWORK_IDS[framework],
             model=trained.model,
             inputs=(spec,),
+            quality=quality,
             metadata={
                 "architecture": arch,
                 "dataset": data.to_dict(),
