@@ -185,7 +185,7 @@ def _coreml_row(case, stages, base):
     t = time.perf_counter()
     x = case.input_sets(1, 0, "normal") if case.input_sets else []
     predictions = predict_coreml(conversion, x)
-    stages["evaluation"] += time.perf_counter() - t
+    stages["evaluation and attack"] += time.perf_counter() - t
     return {
         **row,
         "size_bytes": conversion.size_bytes,
@@ -246,6 +246,8 @@ def render(rows, summary, stages, total, args) -> str:
     ]
     for r in rows:
         lines.append(_row_line(r))
+    lines += ["", "One line per trained model (the same numbers, the targets side by side):", ""]
+    lines += compact_table(rows)
     lines += ["", "| published finding (Openja et al. 2022) | today, on this grid |", "|---|---|"]
     for key, finding in FINDINGS:
         lines.append(f"| {finding} | {_today(key, summary)} |")
@@ -253,6 +255,44 @@ def render(rows, summary, stages, total, args) -> str:
     lines += [f"| {stage} | {stages.get(stage, 0.0):.1f} |" for stage in STAGES]
     lines.append(f"| total | {total:.1f} |")
     return "\n".join(lines)
+
+
+def compact_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model: accuracy, FGSM accuracy, latency and size of every target."""
+    by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by_case[r["case"]].append(r)
+    lines = [
+        "| model | dataset | acc source / ONNX | acc FGSM source / ONNX | latency ms fw / ORT "
+        "| size KiB fw / ONNX / CoreML |",
+        "|---|---|---|---|---|---|",
+    ]
+    for group in by_case.values():
+        source = group[0]
+        onnx = [r for r in group[1:] if r["target"] != "coreml"]
+        coreml = next((r for r in group if r["target"] == "coreml"), None)
+
+        def each(key: str, rows=onnx) -> str:
+            return " / ".join(f"{r[key]:.3f}" if r["converted"] else "failed" for r in rows)
+
+        ort = " / ".join(
+            f"{r['latency_ms']['ort_all']:.3f}" if r["converted"] else "-" for r in onnx
+        )
+        sizes = " / ".join(f"{r['size_bytes'] / 1024:.0f}" if r["converted"] else "-" for r in onnx)
+        if coreml is None:
+            coreml_size = "not tried"
+        elif coreml["converted"]:
+            coreml_size = f"{coreml['size_bytes'] / 1024:.0f}"
+        else:
+            coreml_size = "failed"
+        lines.append(
+            f"| {source['framework']}/{source['arch']} | {source['dataset']} "
+            f"| {source['accuracy']:.3f} / {each('accuracy')} "
+            f"| {source['adversarial_accuracy']:.3f} / {each('adversarial_accuracy')} "
+            f"| {source['latency_ms']['framework']:.3f} / {ort} "
+            f"| {source['size_bytes'] / 1024:.0f} / {sizes} / {coreml_size} |"
+        )
+    return lines
 
 
 def _row_line(r: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ of this process's resident set while a runtime is created and classifies the spl
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ class SourceQuality:
         spec: The attack (`opseq.verify.attack.AttackSpec`).
         latency_ms: Median single-row latency in the framework.
         memory_mb: RSS growth while the framework classified the split.
-        size_bytes: The framework's file (``torch.save`` of the state dict, ``.keras``).
+        size_bytes: The framework's file: ``torch.save`` of the state dict, or the ``.keras``
+            file of the model without optimizer state.
     """
 
     framework: str
@@ -214,9 +216,18 @@ def framework_file_size(framework: str, model: Any) -> int:
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
         return len(buffer.getvalue())
+    import keras
+
+    # An uncompiled copy: a freshly trained model would also save Adam's two moments per
+    # weight, one loaded from the cache would not; the torch side is the weights alone too.
+    # (clone_model and the model's JSON both carry compile_config, which recompiles.)
+    config = json.loads(model.to_json())
+    config.pop("compile_config", None)
+    clone = keras.models.model_from_json(json.dumps(config))
+    clone.set_weights(model.get_weights())
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
-        model.save(path)
+        clone.save(path)
         return path.stat().st_size
 
 
