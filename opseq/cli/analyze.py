@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -187,7 +188,10 @@ def _analyze_all(paths: list[Path], args: argparse.Namespace) -> Iterator[ModelA
     if getattr(args, "client", None) is not None:
         from opseq.mining.dask_mining import map_ordered
 
-        yield from map_ordered(args.client, _analyze_one, paths, chunk=8, options=options)
+        # A worker's working directory is its own: it reads the absolute path, and the report
+        # names the path as given here.
+        located = [(path, path.resolve()) for path in paths]
+        yield from map_ordered(args.client, _analyze_located, located, chunk=8, options=options)
         return
     jobs = _worker_count(args.jobs, len(paths))
     if jobs <= 1:
@@ -202,6 +206,16 @@ def _worker_count(requested: int, models: int) -> int:
     if requested:
         return requested
     return min(os.cpu_count() or 1, models // _MIN_MODELS_PER_WORKER) or 1
+
+
+def _analyze_located(located: tuple[Path, Path], options: dict) -> ModelAnalysis | _Failure:
+    """`_analyze_one` of the absolute path, reported under the path as given."""
+    given, absolute = located
+    result = _analyze_one(absolute, options)
+    if isinstance(result, _Failure):
+        message = result.message.replace(str(absolute), str(given))
+        return dataclasses.replace(result, path=str(given), message=message)
+    return dataclasses.replace(result, info=dataclasses.replace(result.info, path=str(given)))
 
 
 def _analyze_one(path: Path, options: dict) -> ModelAnalysis | _Failure:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from opseq.errors import OpseqError
+from opseq.errors import ConfigError, OpseqError
 from opseq.graph import build_opgraph, iter_graphs
 from opseq.limits import memory_cap
 from opseq.loader import load_model, read_model_file
@@ -229,7 +229,19 @@ def map_ordered(
         return client.submit(_map_chunk, function, batch, kwargs, pure=False)
 
     def collect(future) -> Iterator[Any]:
-        yield from future.result()
+        try:
+            results = future.result()
+        except RuntimeError as e:
+            # Dask's scheduler unpickles each task; one started before opseq was upgraded (or
+            # from another install) lacks the function, and Dask says only "deserialization".
+            if "deserialization of the task graph" not in str(e):
+                raise
+            raise ConfigError(
+                f"the Dask scheduler could not load opseq's task {function.__qualname__}: it "
+                "runs another opseq than this client; install the same opseq on the scheduler "
+                "and the workers, and restart them"
+            ) from None
+        yield from results
 
     from opseq.distributed.cluster import worker_count
 

@@ -86,6 +86,49 @@ def test_analyze_on_the_cluster_writes_the_same_report(corpus: Path, capsys):
     assert len(reports[0]["models"]) == 39 and len(reports[0]["failures"]) == 1
 
 
+def test_analyze_reads_relative_paths_on_workers_elsewhere(client, corpus, capsys, monkeypatch):
+    import os
+
+    monkeypatch.chdir(corpus)
+    address = client.scheduler.address
+    before = client.run(os.getcwd)
+    client.run(os.chdir, "/")  # a worker on another machine has its own working directory
+    try:
+        reports = []
+        for extra in ((), ("--scheduler", address)):
+            code = main(["analyze", "models", "--format", "json", "-q", *extra])
+            out, err = capsys.readouterr()
+            assert code == 1, err
+            reports.append(json.loads(out))
+    finally:
+        for worker, directory in before.items():
+            client.run(os.chdir, directory, workers=[worker])
+    assert reports[0] == reports[1]
+    assert reports[1]["models"][0]["path"].startswith("models/")
+    assert reports[1]["failures"][0]["path"] == "models/m007.onnx"
+
+
+def test_a_scheduler_running_another_opseq_is_a_config_error():
+    from opseq.errors import ConfigError
+
+    class Future:
+        def result(self):
+            raise RuntimeError("Error during deserialization of the task graph. This frequently")
+
+        def cancel(self):
+            pass
+
+    class Client:
+        def scheduler_info(self):
+            return {"workers": {"w": {"nthreads": 1}}}
+
+        def submit(self, *args, **kwargs):
+            return Future()
+
+    with pytest.raises(ConfigError, match="runs another opseq than this client"):
+        list(map_ordered(Client(), abs, [1, 2]))
+
+
 def test_hypotheses_on_the_cluster_writes_the_same_report(corpus: Path, tmp_path: Path, capsys):
     fast = ("--min-support", "3", "--repeats", "2", "--no-sweep", "--format", "json", "-q")
     outputs = []
