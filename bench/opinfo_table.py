@@ -8,6 +8,7 @@ numerical), how many are semantic or unstable, the totals, and every semantic ca
 and the oracle's numbers.
 
     python bench/opinfo_table.py [OUT] [--ops PATTERN ...] [--limit N] [--workers 2]
+                                 [--converters torch.onnx-torchscript,torch.onnx-dynamo]
 
 OUT defaults to ``$OPSEQ_BENCH_CACHE/opinfo`` (``~/.cache/opseq/bench/opinfo``). ``--ops`` takes
 fnmatch patterns of ``op[.variant]`` (``div*``, ``nn.functional.interpolate.*``); ``--limit``
@@ -76,13 +77,22 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, metavar="N")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--converters",
+        type=lambda text: tuple(c.strip() for c in text.split(",") if c.strip()),
+        default=CONVERTERS,
+        help=f"comma-separated (default: {','.join(CONVERTERS)})",
+    )
     args = parser.parse_args()
+    unknown = set(args.converters) - set(CONVERTERS)
+    if unknown or not args.converters:
+        parser.error(f"--converters: choose from {', '.join(CONVERTERS)}")
     ops = tuple(p for pattern in args.ops or () for p in _expand(pattern))
     source = SOURCE.restricted(ops) if ops else SOURCE
     cases = list(source.case_ids(count=args.limit, seed=0))
     print(f"{len(cases)} opinfo cases, {len(SOURCE.skipped())} skips in the catalogue")
     timings = {}
-    for converter in CONVERTERS:
+    for converter in args.converters:
         config = CampaignConfig(
             out_dir=args.out,
             source="opinfo",
@@ -159,7 +169,7 @@ def print_table(rows: Sequence[ManifestRow]) -> None:
             cells = "".join(f" {counts[c]:>8}" for c in COLUMNS)
             print(f"{escape_controls(op):<{width}} {SHORT[converter]:<12}{cells}")
     print("-" * len(header))
-    for converter in CONVERTERS:
+    for converter in [c for c in CONVERTERS if c in totals]:
         cells = "".join(f" {totals[converter][c]:>8}" for c in COLUMNS)
         print(f"{'total':<{width}} {SHORT[converter]:<12}{cells}")
 

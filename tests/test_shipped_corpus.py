@@ -53,17 +53,21 @@ def test_shipped_corpus_synthetic_families_cover_the_vocabulary(rows):
         assert seen >= set(vocabulary(framework)), source
 
 
-def test_shipped_corpus_models_structure_only_and_under_70_mb(rows):
+def test_shipped_corpus_models_structure_only_and_within_budget(rows):
     import onnx
 
     sample = [row for row in rows if row.model][::97]
     for row in sample:
         assert is_structure_only(onnx.load(CORPUS / row.model, load_external_data=False)), row.id
-    top = [p for p in CORPUS.rglob("*") if p.is_file() and not p.name.endswith(".gz")]
-    size = sum(p.stat().st_size for p in top if "logs" not in p.parts)
+    files = [
+        p for p in CORPUS.rglob("*") if p.is_file() and not {"logs", "__pycache__"} & set(p.parts)
+    ]
+    main = [p for p in files if not p.name.endswith(".gz") and "findings" not in p.parts]
     # 40 MB of structure-only models; the manifest keeps every calibrated measurement (per output
     # and input set, 9 of its 23 MB, 3 MB compressed) so that verdicts are re-derivable.
-    assert size < 70e6
+    assert sum(p.stat().st_size for p in main) < 70e6
+    # The whole of corpus/ (hunting corpora compressed, the findings ledger): the budget.
+    assert sum(p.stat().st_size for p in files) < 120e6
 
 
 def test_shipped_knowledge_base_describes_this_manifest(rows):
