@@ -21,10 +21,11 @@ Measurements, per model:
   converted model would meet; McNemar's exact test compares which rows each side gets right;
 - latency: median of `--repeats` single-row runs (framework; ONNX Runtime with all optimisations;
   with none), one thread everywhere;
-- memory: growth of the process's resident set while the runtime is created and runs the test
+- memory: growth of the process's resident set while the runtime (the framework; ONNX Runtime
+  with all optimisations and with none, after a throwaway session) is created and runs the test
   split (MiB; coarse: allocators keep what they free, so it can read 0);
-- size: the framework's file (``torch.save`` of the state dict / ``model.save`` ``.keras``), the
-  ONNX model with its weights, the saved ``.mlpackage``.
+- size: the framework's file (``torch.save`` of the state dict / the ``.keras`` file without
+  optimizer state), the ONNX model with its weights, the saved ``.mlpackage``.
 
 CoreML models are converted (float32) and measured for size and op count everywhere, but run
 only on macOS; elsewhere their accuracy cells say so.
@@ -240,8 +241,8 @@ def render(rows, summary, stages, total, args) -> str:
         f"FGSM eps={args.eps} (standardised units), latency median of {args.repeats} single-row "
         "runs, one thread; sizes in KiB; memory is RSS growth in MiB.",
         "",
-        "| model | dataset | target | acc | acc FGSM | lat fw/ORT-all/ORT-none ms | mem MiB "
-        "| size KiB | notes |",
+        "| model | dataset | target | acc | acc FGSM | lat fw/ORT-all/ORT-none ms "
+        "| mem MiB fw or ORT-all/none | size KiB | notes |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -323,7 +324,9 @@ def _row_line(r: dict[str, Any]) -> str:
     )
 
 
-def _memory(value: float | None) -> str:
+def _memory(value: float | dict | None) -> str:
+    if isinstance(value, dict):  # ONNX Runtime with all optimisations / with none
+        return " / ".join(_memory(value.get(k)) for k in ("ort_all", "ort_none"))
     return "not measured" if value is None else f"{value:.1f}"
 
 

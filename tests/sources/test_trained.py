@@ -260,7 +260,7 @@ def test_campaign_converts_a_trained_case(tmp_path, monkeypatch, capsys, source,
     assert source_side["adversarial_accuracy"] < source_side["accuracy"]
     assert onnx_side["adversarial_accuracy"] == source_side["adversarial_accuracy"]
     assert onnx_side["agreement"] == 1.0 and onnx_side["mcnemar_p"] == 1.0
-    assert set(onnx_side["latency_ms"]) == {"ort_all", "ort_none"}
+    assert set(onnx_side["latency_ms"]) == set(onnx_side["memory_mb"]) == {"ort_all", "ort_none"}
     assert onnx_side["size_bytes"] == row["onnx_size"] and source_side["size_bytes"] > 0
 
 

@@ -143,19 +143,20 @@ def onnx_quality(
     Returns:
         ``accuracy``, ``adversarial_accuracy``, ``agreement`` (clean rows where both sides
         give the same class), ``mcnemar_p`` (exact, on the adversarial rows), ``latency_ms``
-        (ONNX Runtime with all optimisations and with none), ``memory_mb``, ``size_bytes``
+        (ONNX Runtime with all optimisations and with none), ``memory_mb`` (likewise: RSS
+        growth while the session is created and classifies the split), ``size_bytes``
         (with its weights) and ``nodes``.
     """
     from opseq.difftest.execute import create_session, median_latency_ms
     from opseq.verify.robustness import robustness_from_predictions
 
-    # The unoptimised session first: ONNX Runtime's one-time start-up is not the model's memory.
-    sessions = {"none": create_session(model, optimize=False)}
-    growth = [rss_growth(lambda: sessions.setdefault("all", create_session(model)))]
+    # A throwaway session first: ONNX Runtime's one-time start-up is not the model's memory.
+    create_session(model, optimize=False)
+    sessions, memory = {}, {}
+    for level, optimize in (("none", False), ("all", True)):
+        sessions[level], memory[f"ort_{level}"] = _session_memory(model, optimize, source.x)
     name = sessions["all"].get_inputs()[0].name
     clean = classify(sessions["all"], name, source.x)
-    growth.append(rss_growth(lambda: classify(sessions["all"], name, source.x)))
-    memory = None if None in growth else round(sum(growth), 3)
     adversarial = classify(sessions["all"], name, source.x_adversarial)
     first = source.x[:1]
     latency = {
@@ -175,6 +176,18 @@ def onnx_quality(
         "size_bytes": model.ByteSize(),
         "nodes": len(model.graph.node),
     }
+
+
+def _session_memory(model: Any, optimize: bool, x: np.ndarray) -> tuple[Any, float | None]:
+    """A session and the RSS growth (MiB) of creating it and classifying `x` with it."""
+    from opseq.difftest.execute import create_session
+
+    made = []
+    growth = [rss_growth(lambda: made.append(create_session(model, optimize=optimize)))]
+    session = made[0]
+    name = session.get_inputs()[0].name
+    growth.append(rss_growth(lambda: classify(session, name, x)))
+    return session, None if None in growth else round(sum(growth), 3)
 
 
 def classify(session: Any, name: str, x: np.ndarray) -> np.ndarray:
