@@ -1,7 +1,7 @@
 """Mining a large corpus: the corpus index (cold vs warm) and mining on 1 and 2 Dask workers.
 
 Builds ``--models`` (default 20,000) tiny synthetic ONNX models in a temporary directory (random
-DAGs of 2-12 float ops, onnx.helper) with a labelled manifest, then measures:
+DAGs of 2-12 float ops, `_synthetic.random_model`) with a labelled manifest, then measures:
 
 - ``write models``: building and saving them (to show they are cheap);
 - ``hash files``: the SHA-256 pass a warm run pays (read + hash every file);
@@ -43,8 +43,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _planted_corpus import CorpusParams
+from _planted_corpus import write_corpus as write_planted_corpus
+from _synthetic import random_model
 
 from hypotheses.features import load_corpus
 from opseq.distributed.cluster import connect
@@ -52,32 +55,8 @@ from opseq.graph import DEFAULT_IGNORED_OPS
 from opseq.mining.dask_mining import file_digest, mine_corpus
 from opseq.mining.index import MiningParams
 
-UNARY = ("Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Sin", "Cos", "Floor", "Ceil", "Erf")
-BINARY = ("Add", "Mul", "Sub", "Max", "Min", "Div")
 PARAMS = MiningParams(n_max=4, ignore_ops=tuple(DEFAULT_IGNORED_OPS))
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def random_model(rng: np.random.Generator) -> onnx.ModelProto:
-    """A random DAG of 2-12 float ops, each reading one or two earlier tensors."""
-    tensors, nodes = ["x"], []
-    count = int(rng.integers(2, 13))
-    for i in range(count):
-        out = f"t{i}" if i < count - 1 else "y"
-        if rng.random() < 0.4 and len(tensors) > 1:
-            a, b = rng.choice(len(tensors), size=2, replace=False)
-            nodes.append(helper.make_node(str(rng.choice(BINARY)), [tensors[a], tensors[b]], [out]))
-        else:
-            source = tensors[int(rng.integers(len(tensors)))]
-            nodes.append(helper.make_node(str(rng.choice(UNARY)), [source], [out]))
-        tensors.append(out)
-    graph = helper.make_graph(
-        nodes,
-        "g",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def write_corpus(directory: Path, models: int, seed: int = 0) -> list[str]:
@@ -87,7 +66,8 @@ def write_corpus(directory: Path, models: int, seed: int = 0) -> list[str]:
     rows, paths = [], []
     for i in range(models):
         name = f"models/m{i:06d}.onnx"
-        (directory / name).write_bytes(random_model(rng).SerializeToString())
+        nodes = int(rng.integers(2, 13))
+        (directory / name).write_bytes(random_model(nodes, seed=i).SerializeToString())
         paths.append(str(directory / name))
         outcome = "mismatch" if rng.random() < 0.2 else "ok"
         diff = 1e-3 if outcome == "mismatch" else 1e-9
@@ -157,10 +137,7 @@ def hypotheses_run(corpus: Path, index: Path, extra: list[str], output: Path) ->
 
 def benchmark_corpus(directory: Path) -> Path:
     """The 5,000-model labelled corpus of `hypotheses_bench.py` (seeded, same parameters)."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    from _planted_corpus import CorpusParams, write_corpus
-
-    return write_corpus(directory, CorpusParams(models=5000)).parent
+    return write_planted_corpus(directory, CorpusParams(models=5000)).parent
 
 
 def hypotheses_rows(name: str, corpus: Path, label: str, extra: list[str], tmp: Path) -> list:

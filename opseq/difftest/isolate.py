@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Limits", "TaskResult", "TaskStatus", "WorkerPool"]
+__all__ = ["Limits", "TaskResult", "TaskStatus", "WorkerPool", "rss_mb"]
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +149,7 @@ class WorkerPool:
         if elapsed > self.limits.timeout_s:
             message = f"worker exceeded the {self.limits.timeout_s:g} s timeout"
             return self._end(slot, TaskStatus.TIMEOUT, message, kill=True)
-        rss = _rss_mb(slot.process.pid)
+        rss = rss_mb(slot.process.pid)
         if self.limits.memory_mb is not None and rss is not None and rss > self.limits.memory_mb:
             message = f"worker exceeded the {self.limits.memory_mb} MiB memory cap"
             return self._end(slot, TaskStatus.CRASH, message, kill=True, peak=rss)
@@ -173,7 +173,7 @@ class WorkerPool:
         long-lived worker would charge one case's leftovers to the next; seen on the Keras zoo,
         where four conversions left a worker holding several GiB before ResNet50 began.
         """
-        rss = _rss_mb(slot.process.pid)
+        rss = rss_mb(slot.process.pid)
         if (
             self.limits.memory_mb is not None
             and rss is not None
@@ -254,7 +254,8 @@ def _death_message(slot: _Slot) -> str:
     return f"worker exited with code {code} before replying"
 
 
-def _rss_mb(pid: int) -> float | None:
+def rss_mb(pid: int) -> float | None:
+    """Resident set of process `pid` in MiB (``VmRSS``); None where /proc cannot tell."""
     return _status_field_mb(f"/proc/{pid}/status", "VmRSS:")
 
 

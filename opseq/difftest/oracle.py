@@ -86,8 +86,7 @@ class StageFailure:
     @classmethod
     def from_exception(cls, stage: Stage, exc: BaseException, *, prefix: str = "") -> StageFailure:
         """Describe `exc`, raised at `stage`."""
-        lines = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-        message = (prefix + (lines[0] if lines else type(exc).__name__))[:MESSAGE_LIMIT]
+        message = (prefix + _exception_line(exc))[:MESSAGE_LIMIT]
         trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         if len(trace) > TRACEBACK_LIMIT:
             trace = "...[truncated]\n" + trace[-TRACEBACK_LIMIT:]
@@ -327,8 +326,14 @@ def _quality(case: ModelCase, model: onnx.ModelProto, durations) -> dict[str, An
         return None
     value, error = _attempt(durations, "quality", lambda: case.quality(model))
     if error is not None:
-        return {"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
+        return {"error": _exception_line(error)[:MESSAGE_LIMIT]}
     return value
+
+
+def _exception_line(exc: BaseException) -> str:
+    """The first line of ``Type: message``."""
+    lines = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def _attempt(

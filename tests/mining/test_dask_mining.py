@@ -116,7 +116,7 @@ def test_a_scheduler_running_another_opseq_is_a_config_error():
             raise RuntimeError("Error during deserialization of the task graph. This frequently")
 
         def cancel(self):
-            pass
+            """Nothing runs, so there is nothing to stop."""
 
     class Client:
         def scheduler_info(self):

@@ -203,22 +203,16 @@ def accuracy(predicted: np.ndarray, y: np.ndarray) -> float:
 def rss_growth(call) -> float | None:
     """MiB by which this process's resident set grew while `call` ran (never negative).
 
-    None where the platform has no ``/proc/self/statm`` (then memory is not measured).
+    None where the platform cannot tell (then memory is not measured).
     """
-    before = _rss_bytes()
+    from opseq.difftest.isolate import rss_mb
+
+    before = rss_mb(os.getpid())
     call()
-    after = _rss_bytes()
+    after = rss_mb(os.getpid())
     if before is None or after is None:
         return None
-    return max(0.0, (after - before) / 2**20)
-
-
-def _rss_bytes() -> int | None:
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
+    return max(0.0, after - before)
 
 
 def framework_file_size(framework: str, model: Any) -> int:
